@@ -1,0 +1,40 @@
+# Two commands for a fresh machine (see README):  `make book`  and  `make test`.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+JOBS    ?= 2
+# nbval workers each get one CPU thread: two 2-thread trainings on 2 cores run 4-9x slower.
+NB_ENV  := BOOK_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 BOOK_STRICT=1 MPLBACKEND=module://matplotlib_inline.backend_inline
+
+.PHONY: book test unit notebooks build lab clean
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# torch first: the CPU build 2.13.0 unless a torch (e.g. a CUDA build you installed) is already there
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "torch==2.13.0"
+	$(BIN)/python -m pip install -q -r requirements.txt -e .
+	touch $@
+
+## make book: install (once), execute every chapter and build the HTML site
+book: $(STAMP) build
+	@echo "The book is at $(CURDIR)/_build/html/index.html"
+
+build: $(STAMP)
+	$(BIN)/jupyter-book build . -W -n --keep-going
+
+## make test: unit tests of book/, every chapter under nbval (parallel), then the -W book build
+test: unit notebooks build
+
+unit: $(STAMP)
+	OMP_NUM_THREADS=1 MPLBACKEND=Agg $(BIN)/python -m pytest -q -n $(JOBS) tests
+
+notebooks: $(STAMP)
+	$(NB_ENV) $(BIN)/python -m pytest -q --nbval-lax -n $(JOBS) --dist loadscope -p no:cacheprovider chapters
+
+lab: $(STAMP)
+	$(BIN)/python -m pip install -q jupyterlab && $(BIN)/jupyter lab chapters
+
+clean:
+	rm -rf _build

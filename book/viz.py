@@ -1,0 +1,86 @@
+"""Plotting primitives that also work without a kernel.
+
+Two ideas make the book's figures survive in the static HTML site:
+
+* :class:`LiveFigure` shows a Matplotlib figure through an IPython *display handle* and redraws it in
+  place. The notebook stores a plain PNG, so the built page shows the last frame without widget JS.
+* :func:`player` renders a list of frames into a self-contained JavaScript player (Matplotlib's
+  ``to_jshtml``), so a reader of the static page can step through precomputed states.
+"""
+from __future__ import annotations
+
+import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib import animation
+
+PALETTE = {"SGD": "tab:blue", "Momentum": "tab:orange", "RMSprop": "tab:green", "Adam": "tab:red"}
+
+
+def in_notebook() -> bool:
+    try:
+        from IPython import get_ipython
+    except ImportError:  # pragma: no cover
+        return False
+    ip = get_ipython()
+    return ip is not None and "IPKernelApp" in getattr(ip, "config", {})
+
+
+class LiveFigure:
+    """A figure shown once and then updated in place: ``live = LiveFigure(fig); ...; live.update()``."""
+
+    def __init__(self, fig: plt.Figure):
+        self.fig = fig
+        plt.close(fig)  # we display it ourselves; stop the inline backend from showing it a second time
+        self.handle = None
+        if in_notebook():
+            from IPython.display import display
+            self.handle = display(fig, display_id=True)
+
+    def update(self):
+        if self.handle is not None:
+            self.handle.update(self.fig)
+
+
+def landscape_grid(land, n: int = 200):
+    xs = np.linspace(*land.xlim, n)
+    ys = np.linspace(*land.ylim, n)
+    X, Y = np.meshgrid(xs, ys)
+    return X, Y, land(X, Y)
+
+
+def plot_landscape(ax, land, n: int = 200):
+    """Filled contours of a 2-D loss on log-spaced levels (valleys stay visible), minimum marked with a star."""
+    X, Y, Z = landscape_grid(land, n)
+    shifted = Z - Z.min() + 1e-3
+    levels = np.geomspace(shifted.min(), shifted.max(), 25)
+    ax.contourf(X, Y, shifted, levels=levels, norm=matplotlib.colors.LogNorm(), cmap="viridis", alpha=0.85)
+    ax.contour(X, Y, shifted, levels=levels, colors="white", linewidths=0.3, alpha=0.5)
+    ax.plot(*land.minimum, marker="*", color="white", markersize=14, markeredgecolor="black")
+    ax.set_xlim(*land.xlim)
+    ax.set_ylim(*land.ylim)
+    ax.set_xlabel("$\\theta_1$")
+    ax.set_ylabel("$\\theta_2$")
+
+
+def plot_run(ax, run, label: str, color: str | None = None):
+    """An optimizer's path on a contour plot: dots per step, a ring at the start, a cross where it diverged."""
+    ok = ~np.isnan(run.loss)
+    p = run.path[ok]
+    line, = ax.plot(p[:, 0], p[:, 1], "-o", ms=2.5, lw=1.2, color=color,
+                    label=label + (" (diverged)" if run.diverged else ""))
+    ax.plot(*p[0], "o", mfc="none", mec=line.get_color(), ms=9)
+    if run.diverged:
+        ax.plot(*p[-1], "x", color=line.get_color(), ms=12, mew=3)
+    return line
+
+
+def player(draw, n_frames: int, fig: plt.Figure, interval: int = 400):
+    """A JavaScript player (works in the static site) of ``n_frames`` frames; ``draw(i)`` redraws ``fig``."""
+    from IPython.display import HTML
+
+    anim = animation.FuncAnimation(fig, lambda i: draw(i) or [], frames=n_frames, interval=interval,
+                                   blit=False)
+    html = anim.to_jshtml(default_mode="once")
+    plt.close(fig)
+    return HTML(html)

@@ -1,0 +1,256 @@
+"""Interactive views: a live training dashboard and a gradient-descent explorer.
+
+Both draw with Matplotlib into a :class:`~book.viz.LiveFigure` (a display handle), so they update while
+code runs in Jupyter, VS Code and Colab, and the built site still shows their last frame. Controls are
+ipywidgets; without a kernel they are inert, so each view also offers a precomputed ``player``.
+"""
+from __future__ import annotations
+
+import time
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from torch import nn
+
+from .landscapes import LANDSCAPES, get_landscape, run_optimizer
+from .optim import OPTIMIZERS
+from .train import Callback, State
+from .viz import PALETTE, LiveFigure, player, plot_landscape, plot_run
+
+ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.ELU)
+
+
+# ============================================================================ training dashboard
+class TrainingDashboard(Callback):
+    """Live view of a training run: losses, validation accuracy, per-layer gradient norms, activations.
+
+    Pass it to :func:`book.train.fit` as a callback. It reads data from the GPU only at fit's log points
+    (``log_every``); gradient norms and activation samples are taken on those steps alone, so the other
+    steps pay nothing. Redraws are additionally limited to one per ``min_seconds`` of wall time (the data
+    is still recorded) and the final state is always drawn. ``replay()`` returns a player of the run.
+    """
+
+    def __init__(self, model: nn.Module, title: str = "training", min_seconds: float = 0.5,
+                 bins: int = 40, sample: int = 4096):
+        self.model, self.title, self.min_seconds = model, title, min_seconds
+        self.bins, self.sample = bins, sample
+        # layers with weights (for gradient norms) and activation modules (for histograms)
+        self.weighted = [(n, m) for n, m in model.named_modules()
+                         if isinstance(getattr(m, "weight", None), torch.Tensor) and m.weight.requires_grad]
+        acts = [(n, m) for n, m in model.named_modules() if isinstance(m, ACTIVATIONS)]
+        self.watched = acts or [(n, m) for n, m in self.weighted if isinstance(m, (nn.Linear, nn.Conv2d))]
+        if not self.weighted:
+            raise ValueError("TrainingDashboard found no layer with a trainable .weight in this model")
+        self._capture = False
+        self._acts: dict[str, torch.Tensor] = {}
+        self._hooks = [m.register_forward_hook(self._make_hook(n)) for n, m in self.watched]
+        self._grad_norms = None
+        self.snapshots: list[dict] = []
+        self.live = None
+        self._last_draw = 0.0
+
+    def _make_hook(self, name):
+        def hook(module, inputs, output):
+            if self._capture:
+                flat = output.detach().flatten()
+                self._acts[name] = flat[: self.sample].float()
+        return hook
+
+    def remove(self):
+        """Detach the forward hooks (called automatically at the end of training)."""
+        for h in self._hooks:
+            h.remove()
+        self._hooks = []
+
+    # -- callback protocol
+    def on_train_begin(self, state: State):
+        self.fig, self.axes = plt.subplots(1, 4, figsize=(15, 3.3), dpi=80)
+        self.live = LiveFigure(self.fig)
+
+    def on_step_begin(self, state: State):
+        self._capture = state.will_log
+
+    def on_after_backward(self, state: State):
+        self._capture = False
+        if state.will_log:  # one small stack of norms, still on the device
+            self._grad_norms = torch.stack([
+                m.weight.grad.detach().float().norm() if m.weight.grad is not None
+                else torch.zeros((), device=m.weight.device) for _, m in self.weighted])
+
+    def on_log(self, state: State):
+        h = state.history
+        hists = {}
+        for name, a in self._acts.items():
+            lo, hi = a.min(), a.max()
+            counts = torch.histc(a, bins=self.bins, min=float(lo), max=float(hi) + 1e-6)
+            hists[name] = (np.linspace(float(lo), float(hi) + 1e-6, self.bins + 1), counts.cpu().numpy())
+        norms = self._grad_norms.cpu().numpy() if self._grad_norms is not None else None
+        self.snapshots.append({"i": len(h.step), "hists": hists, "norms": norms})
+        now = time.perf_counter()
+        if now - self._last_draw >= self.min_seconds or state.step == state.total_steps:
+            self.draw(state.history, len(self.snapshots) - 1)
+            self.live.update()
+            self._last_draw = time.perf_counter()
+
+    def on_train_end(self, state: State):
+        self.remove()
+        self.history = state.history
+        self.draw(state.history, len(self.snapshots) - 1)
+        self.live.update()
+
+    # -- drawing
+    def draw(self, history, k: int):
+        """Draw the dashboard as it was at snapshot ``k`` (used live and by the replay player)."""
+        ax_loss, ax_acc, ax_grad, ax_act = self.axes
+        for ax in self.axes:
+            ax.clear()
+        n = self.snapshots[k]["i"]
+        steps = history.step[:n]
+        ax_loss.plot(steps, history.train_loss[:n], label="train")
+        if history.val_loss:
+            ax_loss.plot(steps, history.val_loss[:n], label="validation")
+        ax_loss.set_yscale("log")
+        ax_loss.set_title(f"{self.title}: loss (step {steps[-1] if steps else 0})")
+        ax_loss.set_xlabel("step")
+        ax_loss.legend(fontsize=8)
+        if history.val_acc:
+            ax_acc.plot(steps, history.val_acc[:n], color="tab:green")
+            ax_acc.set_ylim(0, 1)
+            ax_acc.set_title(f"validation accuracy {history.val_acc[n - 1]:.3f}")
+        else:
+            ax_acc.set_title("validation accuracy (no val data)")
+        ax_acc.set_xlabel("step")
+        norms = np.array([s["norms"] for s in self.snapshots[: k + 1] if s["norms"] is not None])
+        if len(norms):
+            for j, (name, _) in enumerate(self.weighted):
+                ax_grad.plot(steps[-len(norms):], norms[:, j], label=name or "model")
+            ax_grad.set_yscale("log")
+            ax_grad.legend(fontsize=7, ncol=2)
+        ax_grad.set_title("gradient norm per layer")
+        ax_grad.set_xlabel("step")
+        for name, (edges, counts) in self.snapshots[k]["hists"].items():
+            ax_act.stairs(counts / max(counts.sum(), 1), edges, label=name)
+        ax_act.set_title("activation histograms")
+        if self.snapshots[k]["hists"]:
+            ax_act.legend(fontsize=7)
+        self.fig.tight_layout()
+
+    def replay(self, max_frames: int = 24):
+        """A JavaScript player stepping through the recorded snapshots (no kernel needed)."""
+        if not self.snapshots:
+            raise RuntimeError("nothing to replay yet: train with this dashboard as a callback first")
+        frames = np.unique(np.linspace(0, len(self.snapshots) - 1, min(max_frames, len(self.snapshots)))
+                           .round().astype(int))
+        return player(lambda i: self.draw(self.history, int(frames[i])), len(frames), self.fig)
+
+
+# ============================================================================ gradient-descent explorer
+DEFAULT_HYPER = {"SGD": {}, "Momentum": {"momentum": 0.9}, "RMSprop": {"alpha": 0.99}, "Adam": {"betas": (0.9, 0.999)}}
+BETA_LABEL = {"SGD": "(unused)", "Momentum": "momentum μ", "RMSprop": "decay α", "Adam": "β₁"}
+
+
+def _hyper(optimizer: str, beta: float) -> dict:
+    if optimizer == "Momentum":
+        return {"momentum": beta}
+    if optimizer == "RMSprop":
+        return {"alpha": beta}
+    if optimizer == "Adam":
+        return {"betas": (beta, 0.999)}
+    return {}
+
+
+class GradientDescentExplorer:
+    """Pick a landscape, optimizer, learning rate, β and start point; see the path and the loss per step.
+
+    Every setting is one keyword, so a teacher can hand out an exact setup, e.g.
+    ``GradientDescentExplorer(landscape="rosenbrock", optimizer="Adam", lr=0.05, steps=300)``.
+    ``compare=True`` draws all four optimizers with the same learning rate.
+    """
+
+    def __init__(self, landscape: str = "ill-conditioned quadratic", optimizer: str = "SGD", lr: float = 0.05,
+                 beta: float = 0.9, steps: int = 60, start: tuple | None = None, compare: bool = False):
+        get_landscape(landscape)
+        if optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {list(OPTIMIZERS)}")
+        if not 0 <= beta < 1:
+            raise ValueError(f"beta must be in [0, 1), got {beta}")
+        start = start or LANDSCAPES[landscape].start
+        self.settings = dict(landscape=landscape, optimizer=optimizer, lr=lr, beta=beta, steps=steps,
+                             start=tuple(start), compare=compare)
+        self.fig, (self.ax_path, self.ax_loss) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=80,
+                                                              gridspec_kw={"width_ratios": [1.3, 1]})
+        self.live = None
+        self.runs = {}
+
+    def compute(self, **override) -> dict:
+        """Run the optimizer(s) for the current settings (plus overrides); returns {name: Run}."""
+        s = {**self.settings, **override}
+        names = list(OPTIMIZERS) if s["compare"] else [s["optimizer"]]
+        return {n: run_optimizer(s["landscape"], n, lr=s["lr"], steps=s["steps"], start=s["start"],
+                                 **_hyper(n, s["beta"])) for n in names}
+
+    def draw(self, **override):
+        s = {**self.settings, **override}
+        land = get_landscape(s["landscape"])
+        self.runs = self.compute(**override)
+        self.ax_path.clear()
+        self.ax_loss.clear()
+        plot_landscape(self.ax_path, land)
+        for name, run in self.runs.items():
+            plot_run(self.ax_path, run, name, PALETTE[name])
+            gap = run.loss - float(land(*land.minimum))
+            self.ax_loss.semilogy(np.maximum(gap, 1e-12), color=PALETTE[name], label=name)
+        self.ax_path.legend(fontsize=8, loc="lower right")
+        self.ax_path.set_title(f"{land.name}: lr={s['lr']:.3g}, β={s['beta']:.2f}")
+        self.ax_loss.set_title("loss − minimum, per step")
+        self.ax_loss.set_xlabel("step")
+        self.ax_loss.set_xlim(0, s["steps"])
+        self.ax_loss.legend(fontsize=8)
+        self.fig.tight_layout()
+        return self.runs
+
+    def show(self):
+        """Display the controls and the figure; the figure is drawn once now with the current settings."""
+        import ipywidgets as w
+        from IPython.display import display
+
+        s = self.settings
+        c = {
+            "landscape": w.Dropdown(options=list(LANDSCAPES), value=s["landscape"], description="surface"),
+            "optimizer": w.Dropdown(options=list(OPTIMIZERS), value=s["optimizer"], description="optimizer"),
+            "lr": w.FloatLogSlider(value=s["lr"], base=10, min=-4, max=0.5, step=0.05, description="lr",
+                                   readout_format=".2g"),
+            "beta": w.FloatSlider(value=s["beta"], min=0.0, max=0.99, step=0.01,
+                                  description=BETA_LABEL[s["optimizer"]]),
+            "steps": w.IntSlider(value=s["steps"], min=5, max=500, step=5, description="steps"),
+            "compare": w.Checkbox(value=s["compare"], description="compare all four"),
+        }
+        style = {"description_width": "90px"}
+        for ctl in c.values():
+            ctl.style = style
+
+        def on_change(change):
+            for key, ctl in c.items():
+                self.settings[key] = ctl.value
+            if change["owner"] is c["landscape"]:
+                self.settings["start"] = LANDSCAPES[c["landscape"].value].start
+            c["beta"].description = BETA_LABEL[c["optimizer"].value]
+            self.draw()
+            self.live.update()
+
+        for ctl in c.values():
+            ctl.observe(on_change, names="value")
+        display(w.VBox([w.HBox([c["landscape"], c["optimizer"], c["compare"]]),
+                        w.HBox([c["lr"], c["beta"], c["steps"]])]))
+        self.draw()
+        self.live = LiveFigure(self.fig)
+        return self
+
+    def player(self, key: str = "lr", values=(0.005, 0.02, 0.05, 0.09, 0.1, 0.11)):
+        """A precomputed JavaScript player over one setting's values: the static site's explorer."""
+        if key not in self.settings:
+            raise KeyError(f"{key!r} is not a setting; settings are {list(self.settings)}")
+        fig = self.fig
+        values = list(values)
+        return player(lambda i: self.draw(**{key: values[i]}), len(values), fig, interval=900)

@@ -1,0 +1,79 @@
+import pytest
+import torch
+
+from book.config import pick_device, pick_profile, seed_everything, setup
+
+
+def test_default_device_is_best_available():
+    dev = pick_device()
+    expected = "cuda" if torch.cuda.is_available() else ("mps" if torch.backends.mps.is_available() else "cpu")
+    assert dev.type == expected
+
+
+def test_env_var_overrides_device(monkeypatch):
+    monkeypatch.setenv("BOOK_DEVICE", "cpu")
+    assert pick_device() == torch.device("cpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_asking_for_missing_cuda_explains_how_to_fix(monkeypatch):
+    monkeypatch.setenv("BOOK_DEVICE", "cuda")
+    with pytest.raises(RuntimeError, match="CUDA is not available.*BOOK_DEVICE"):
+        pick_device()
+
+
+def test_nonsense_device_is_rejected():
+    with pytest.raises(RuntimeError):
+        pick_device("gpu")
+
+
+def test_profile_follows_device_and_env(monkeypatch):
+    assert pick_profile(torch.device("cpu")) == "cpu"
+    assert pick_profile(torch.device("cuda")) == "gpu"
+    monkeypatch.setenv("BOOK_PROFILE", "gpu")
+    assert pick_profile(torch.device("cpu")) == "gpu"
+    monkeypatch.setenv("BOOK_PROFILE", "huge")
+    with pytest.raises(ValueError, match="unknown profile 'huge'"):
+        pick_profile(torch.device("cpu"))
+
+
+def test_pick_merges_gpu_over_cpu(monkeypatch):
+    env = setup(seed=1, device="cpu", profile="gpu", verbose=False)
+    cfg = env.pick(cpu=dict(epochs=2, width=8), gpu=dict(epochs=9))
+    assert (cfg.epochs, cfg.width) == (9, 8)
+    env = setup(seed=1, device="cpu", profile="cpu", verbose=False)
+    assert env.pick(cpu=dict(epochs=2), gpu=dict(epochs=9)).epochs == 2
+
+
+def test_pick_rejects_gpu_only_keys_and_non_dicts():
+    env = setup(seed=0, device="cpu", verbose=False)
+    with pytest.raises(KeyError, match="cpu profile lacks"):
+        env.pick(cpu=dict(epochs=1), gpu=dict(width=3))
+    with pytest.raises(TypeError):
+        env.pick(cpu=[("epochs", 1)])
+
+
+def test_seed_everything_is_reproducible():
+    seed_everything(3)
+    a = torch.randn(4)
+    g = seed_everything(3)
+    assert torch.equal(a, torch.randn(4))
+    assert torch.equal(torch.randn(2, generator=g), torch.randn(2, generator=torch.Generator().manual_seed(3)))
+    with pytest.raises(TypeError):
+        seed_everything(1.5)
+
+
+def test_setup_prints_and_applies_threads(monkeypatch, capsys):
+    old = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("BOOK_THREADS", "1")
+        env = setup(seed=0, device="cpu")
+        assert env.threads == 1 and torch.get_num_threads() == 1
+        out = capsys.readouterr().out
+        assert "device=cpu" in out and "profile=cpu" in out and "seed=0" in out
+        assert env.amp_dtype is None and not env.cuda
+        monkeypatch.setenv("BOOK_THREADS", "two")
+        with pytest.raises(ValueError, match="BOOK_THREADS"):
+            setup(seed=0, device="cpu", verbose=False)
+    finally:
+        torch.set_num_threads(old)

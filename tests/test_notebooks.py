@@ -1,0 +1,86 @@
+"""Repository-level checks of the chapters, the table of contents and the packaging."""
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+from sync_install_cell import install_cell_source  # noqa: E402
+
+CHAPTERS = sorted((ROOT / "chapters").glob("*.ipynb"))
+
+
+def read(path):
+    return nbformat.read(path, as_version=4)
+
+
+def test_there_are_chapters():
+    assert CHAPTERS
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_stored_without_outputs(path):
+    for cell in read(path).cells:
+        if cell.cell_type == "code":
+            assert not cell.outputs and cell.execution_count is None, \
+                f"{path.name} is stored with outputs: run `jupyter nbconvert --clear-output --inplace {path}`"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_first_code_cell_is_the_colab_install_cell(path):
+    first = next(c for c in read(path).cells if c.cell_type == "code")
+    assert first.source == install_cell_source(), "run `python tools/sync_install_cell.py`"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_chapter_skeleton(path):
+    """Goals at the top, a summary, >= 4 exercises, each solution hidden and followed by its check."""
+    cells = read(path).cells
+    text = "\n".join(c.source for c in cells if c.cell_type == "markdown")
+    assert "Learning goals" in "\n".join(c.source for c in cells[:4]), "learning goals must come first"
+    assert "## Summary" in text and "## Exercises" in text
+    assert len(re.findall(r"^`{3,}\{exercise\}", text, re.M)) >= 4
+    tags = [c.metadata.get("tags", []) for c in cells]
+    solutions = [i for i, t in enumerate(tags) if "solution" in t]
+    checks = [i for i, t in enumerate(tags) if "check" in t]
+    assert len(solutions) >= 4 and len(checks) >= 4
+    for i in solutions:
+        assert cells[i - 1].source.startswith("```{solution-start}"), f"cell {i}: solution not gated"
+        assert cells[i + 1].source.startswith("```{solution-end}"), f"cell {i}: solution not closed"
+    for i in checks:
+        assert "check." in cells[i].source and any(s < i for s in solutions)
+
+
+def test_every_chapter_is_in_the_toc_and_every_toc_file_exists():
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    files = [c["file"] for part in toc["parts"] for c in part["chapters"]]
+    for f in files:
+        assert list(ROOT.glob(f + ".*")), f"_toc.yml lists {f}, which does not exist"
+    for path in CHAPTERS:
+        assert f"chapters/{path.stem}" in files, f"{path.name} is missing from _toc.yml"
+
+
+def test_glossary_covers_chinese_terms_used_in_chapters():
+    """A Chinese term given in a chapter as '(中文)' or '· 中文' must be in the glossary."""
+    glossary = (ROOT / "appendix" / "glossary.md").read_text(encoding="utf-8")
+    for path in CHAPTERS:
+        text = "\n".join(c.source for c in read(path).cells if c.cell_type == "markdown")
+        for term in re.findall(r"\(([\u4e00-\u9fff]{2,})(?:,[^)]*)?\)", text):
+            assert term in glossary, f"{path.name} introduces {term} but the glossary lacks it"
+
+
+def test_wheel_carries_the_shipped_data(tmp_path):
+    """Colab installs the package with pip from git: the wheel must include assets/ as book_assets."""
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(tmp_path), str(ROOT)], check=True)
+    wheel = next(tmp_path.glob("*.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for f in ("book/__init__.py", "book/check/optim.py", "book_assets/data/tinyshakespeare.txt.xz",
+              "book_assets/data/t10k-images-idx3-ubyte.gz", "book_assets/references.bib"):
+        assert f in names, f"{f} missing from the wheel"

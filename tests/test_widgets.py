@@ -1,0 +1,78 @@
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from book.data import make_2d
+from book.train import fit
+from book.widgets import GradientDescentExplorer, TrainingDashboard
+
+
+def train_with_dashboard(model, **kw):
+    x, y = make_2d("moons", n=128, seed=0)
+    dash = TrainingDashboard(model, min_seconds=0.0, **kw)
+    h = fit(model, (x, y), torch.optim.Adam(model.parameters(), lr=0.01), epochs=3, batch_size=32,
+            val=(x, y), log_every=4, callbacks=[dash])
+    return dash, h
+
+
+def test_dashboard_records_norms_and_activations():
+    model = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 8), nn.Tanh(), nn.Linear(8, 2))
+    dash, h = train_with_dashboard(model)
+    assert len(dash.snapshots) == len(h.step) == 3
+    snap = dash.snapshots[-1]
+    assert snap["norms"].shape == (3,) and (snap["norms"] > 0).all()
+    assert set(snap["hists"]) == {"1", "3"}  # the ReLU and Tanh modules
+    edges, counts = snap["hists"]["1"]
+    assert len(edges) == len(counts) + 1 and counts.sum() > 0
+    assert not model[1]._forward_hooks, "hooks must be removed after training"
+    html = dash.replay(max_frames=2).data
+    assert "<script" in html and "img" in html
+
+
+def test_dashboard_without_activation_modules_watches_linear_layers():
+    model = nn.Sequential(nn.Linear(2, 2))
+    dash, _ = train_with_dashboard(model)
+    assert set(dash.snapshots[-1]["hists"]) == {"0"}
+
+
+def test_dashboard_errors():
+    with pytest.raises(ValueError, match="no layer with a trainable .weight"):
+        TrainingDashboard(nn.ReLU())
+    with pytest.raises(RuntimeError, match="nothing to replay"):
+        TrainingDashboard(nn.Linear(2, 2)).replay()
+
+
+def test_explorer_compute_draw_and_player():
+    ex = GradientDescentExplorer(landscape="ill-conditioned quadratic", lr=0.05, steps=30)
+    runs = ex.draw()
+    assert list(runs) == ["SGD"] and runs["SGD"].path.shape == (31, 2)
+    assert ex.ax_path.get_title().startswith("ill-conditioned quadratic")
+    runs = ex.compute(compare=True, lr=0.2)
+    assert set(runs) == {"SGD", "Momentum", "RMSprop", "Adam"} and runs["SGD"].diverged
+    html = ex.player("lr", [0.01, 0.05]).data
+    assert "<script" in html
+    with pytest.raises(KeyError, match="not a setting"):
+        ex.player("colour", [1])
+
+
+def test_explorer_settings_are_one_value():
+    ex = GradientDescentExplorer(landscape="saddle", optimizer="Momentum", lr=0.02, beta=0.8, steps=10)
+    assert ex.settings == dict(landscape="saddle", optimizer="Momentum", lr=0.02, beta=0.8, steps=10,
+                               start=(-2.0, 1e-3), compare=False)
+    again = GradientDescentExplorer(**{k: v for k, v in ex.settings.items()})
+    assert np.allclose(again.compute()["Momentum"].path, ex.compute()["Momentum"].path)
+
+
+def test_explorer_show_builds_controls_without_a_kernel():
+    ex = GradientDescentExplorer(steps=10).show()
+    assert ex.live is not None and ex.runs
+
+
+def test_explorer_errors():
+    with pytest.raises(ValueError, match="unknown landscape"):
+        GradientDescentExplorer(landscape="moon")
+    with pytest.raises(ValueError, match="unknown optimizer"):
+        GradientDescentExplorer(optimizer="LBFGS")
+    with pytest.raises(ValueError, match="beta"):
+        GradientDescentExplorer(beta=1.0)
