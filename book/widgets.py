@@ -202,13 +202,23 @@ class GradientDescentExplorer:
             gap = run.loss - float(land(*land.minimum))
             self.ax_loss.semilogy(np.maximum(gap, 1e-12), color=PALETTE[name], label=name)
         self.ax_path.legend(fontsize=8, loc="lower right")
-        self.ax_path.set_title(f"{land.name}: lr={s['lr']:.3g}, β={s['beta']:.2f}")
+        uses_beta = s["compare"] or s["optimizer"] != "SGD"
+        self.ax_path.set_title(f"{land.name}: lr={s['lr']:.3g}" + (f", β={s['beta']:.2f}" if uses_beta else ""))
         self.ax_loss.set_title("loss − minimum, per step")
         self.ax_loss.set_xlabel("step")
         self.ax_loss.set_xlim(0, s["steps"])
         self.ax_loss.legend(fontsize=8)
         self.fig.tight_layout()
         return self.runs
+
+    def render(self, **override) -> dict:
+        """Draw once with the current settings (plus overrides) and display the figure, without controls.
+
+        For static comparisons in a chapter; returns ``{optimizer name: Run}``.
+        """
+        runs = self.draw(**override)
+        LiveFigure(self.fig)
+        return runs
 
     def show(self):
         """Display the controls and the figure; the figure is drawn once now with the current settings."""

@@ -64,6 +64,15 @@ def test_explorer_settings_are_one_value():
     assert np.allclose(again.compute()["Momentum"].path, ex.compute()["Momentum"].path)
 
 
+def test_explorer_render_returns_runs():
+    ex = GradientDescentExplorer(landscape="saddle", steps=5, compare=True)
+    assert set(ex.render()) == {"SGD", "Momentum", "RMSprop", "Adam"}
+    assert "β=" in ex.ax_path.get_title()
+    ex = GradientDescentExplorer(optimizer="SGD", steps=5)
+    ex.render()
+    assert "β" not in ex.ax_path.get_title()
+
+
 def test_explorer_show_builds_controls_without_a_kernel():
     ex = GradientDescentExplorer(steps=10).show()
     assert ex.live is not None and ex.runs
