@@ -27,13 +27,17 @@ class TrainingDashboard(Callback):
 
     Pass it to :func:`book.train.fit` as a callback. It reads data from the GPU only at fit's log points
     (``log_every``); gradient norms and activation samples are taken on those steps alone, so the other
-    steps pay nothing. Redraws are additionally limited to one per ``min_seconds`` of wall time (the data
-    is still recorded) and the final state is always drawn. ``replay()`` returns a player of the run.
+    steps pay nothing. Redrawing (about 0.1-0.3 s for four panels) is rationed: after a redraw that took
+    ``c`` seconds the next one waits at least ``max(min_seconds, c / max_overhead)`` seconds, so drawing
+    costs at most ~``max_overhead`` of the training time (the data of every log point is still recorded).
+    The final state is always drawn, and ``replay()`` returns a player of all recorded snapshots.
     """
 
     def __init__(self, model: nn.Module, title: str = "training", min_seconds: float = 0.5,
-                 bins: int = 40, sample: int = 4096):
-        self.model, self.title, self.min_seconds = model, title, min_seconds
+                 max_overhead: float = 0.1, bins: int = 40, sample: int = 4096):
+        if not 0 < max_overhead <= 1:
+            raise ValueError(f"max_overhead is a fraction of training time in (0, 1], got {max_overhead}")
+        self.model, self.title, self.min_seconds, self.max_overhead = model, title, min_seconds, max_overhead
         self.bins, self.sample = bins, sample
         # layers with weights (for gradient norms) and activation modules (for histograms)
         self.weighted = [(n, m) for n, m in model.named_modules()
@@ -48,7 +52,9 @@ class TrainingDashboard(Callback):
         self._grad_norms = None
         self.snapshots: list[dict] = []
         self.live = None
-        self._last_draw = 0.0
+        self._next_draw = 0.0
+        self._laid_out = False
+        self.redraws = 0
 
     def _make_hook(self, name):
         def hook(module, inputs, output):
@@ -87,17 +93,20 @@ class TrainingDashboard(Callback):
             hists[name] = (np.linspace(float(lo), float(hi) + 1e-6, self.bins + 1), counts.cpu().numpy())
         norms = self._grad_norms.cpu().numpy() if self._grad_norms is not None else None
         self.snapshots.append({"i": len(h.step), "hists": hists, "norms": norms})
-        now = time.perf_counter()
-        if now - self._last_draw >= self.min_seconds or state.step == state.total_steps:
+        start = time.perf_counter()
+        if start >= self._next_draw and state.step < state.total_steps:  # the last step: on_train_end draws
             self.draw(state.history, len(self.snapshots) - 1)
             self.live.update()
-            self._last_draw = time.perf_counter()
+            self.redraws += 1
+            end = time.perf_counter()
+            self._next_draw = end + max(self.min_seconds, (end - start) / self.max_overhead)
 
     def on_train_end(self, state: State):
         self.remove()
         self.history = state.history
         self.draw(state.history, len(self.snapshots) - 1)
         self.live.update()
+        self.redraws += 1
 
     # -- drawing
     def draw(self, history, k: int):
@@ -134,7 +143,9 @@ class TrainingDashboard(Callback):
         ax_act.set_title("activation histograms")
         if self.snapshots[k]["hists"]:
             ax_act.legend(fontsize=7)
-        self.fig.tight_layout()
+        if not self._laid_out:  # tight_layout is slow; the panels don't move between frames
+            self.fig.tight_layout()
+            self._laid_out = True
 
     def replay(self, max_frames: int = 24):
         """A JavaScript player stepping through the recorded snapshots (no kernel needed)."""

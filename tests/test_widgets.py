@@ -36,7 +36,17 @@ def test_dashboard_without_activation_modules_watches_linear_layers():
     assert set(dash.snapshots[-1]["hists"]) == {"0"}
 
 
+def test_dashboard_rations_redraws():
+    model = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 2))
+    x, y = make_2d("moons", n=256, seed=0)
+    dash = TrainingDashboard(model, min_seconds=3600)  # at most one redraw during training, then the final one
+    fit(model, (x, y), torch.optim.SGD(model.parameters(), lr=0.1), epochs=4, log_every=2, callbacks=[dash])
+    assert len(dash.snapshots) == 8 and dash.redraws == 2  # 16 steps, a log every 2
+
+
 def test_dashboard_errors():
+    with pytest.raises(ValueError, match="max_overhead"):
+        TrainingDashboard(nn.Linear(2, 2), max_overhead=0)
     with pytest.raises(ValueError, match="no layer with a trainable .weight"):
         TrainingDashboard(nn.ReLU())
     with pytest.raises(RuntimeError, match="nothing to replay"):
