@@ -7,7 +7,7 @@ JOBS    ?= 2
 # nbval workers each get one CPU thread: two 2-thread trainings on 2 cores run 4-9x slower.
 NB_ENV  := BOOK_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 BOOK_STRICT=1 MPLBACKEND=module://matplotlib_inline.backend_inline
 
-.PHONY: book test unit notebooks build lab clean
+.PHONY: book test unit notebooks student build lab clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -24,14 +24,18 @@ book: $(STAMP) build
 build: $(STAMP)
 	$(BIN)/jupyter-book build . -W -n --keep-going
 
-## make test: unit tests of book/, every chapter under nbval (parallel), then the -W book build
-test: unit notebooks build
+## make test: unit tests of book/, every chapter under nbval (parallel), the student versions, the -W build
+test: unit notebooks student build
 
 unit: $(STAMP)
-	OMP_NUM_THREADS=1 MPLBACKEND=Agg $(BIN)/python -m pytest -q -n $(JOBS) tests
+	OMP_NUM_THREADS=1 MPLBACKEND=Agg $(BIN)/python -m pytest -q -n $(JOBS) tests --ignore=tests/student
 
 notebooks: $(STAMP)
 	$(NB_ENV) $(BIN)/python -m pytest -q --nbval-lax -n $(JOBS) --dist loadscope -p no:cacheprovider chapters
+
+# every chapter's student version fails exactly at its check cells (see book/teach.py)
+student: $(STAMP)
+	$(NB_ENV) $(BIN)/python -m pytest -q -n $(JOBS) -p no:cacheprovider tests/student
 
 lab: $(STAMP)
 	$(BIN)/python -m pip install -q jupyterlab && $(BIN)/jupyter lab chapters

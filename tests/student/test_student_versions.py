@@ -1,0 +1,34 @@
+"""CI proof of the teacher's workflow on every chapter (run by `make student`, two chapters at a time).
+
+The student version of a chapter must fail exactly at its check cells (every solution is a stub, so
+every check raises in strict mode) and nowhere else: a student who opens it sees no unrelated errors.
+"""
+import os
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from book.teach import find_exercises_student, make_student
+
+ROOT = Path(__file__).resolve().parents[2]
+CHAPTERS = sorted((ROOT / "chapters").glob("*.ipynb"))
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_student_version_fails_exactly_at_its_checks(path, tmp_path, monkeypatch):
+    monkeypatch.setenv("BOOK_STRICT", "1")
+    monkeypatch.setenv("BOOK_THREADS", os.environ.get("BOOK_THREADS", "1"))
+    student = make_student(nbformat.read(path, as_version=4), page=f"chapters/{path.stem}")
+    checks = {e.check for e in find_exercises_student(student) if e.check is not None}
+    assert len(checks) >= 4, "a chapter needs at least four self-checked exercises"
+    NotebookClient(student, timeout=600, allow_errors=True, kernel_name="python3",
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    failed = {i for i, c in enumerate(student.cells) if c.cell_type == "code"
+              and any(o.get("output_type") == "error" for o in c.outputs)}
+    details = {i: [o.get("ename") for o in student.cells[i].outputs if o.get("output_type") == "error"]
+               for i in failed ^ checks}
+    assert failed == checks, f"cells failing unexpectedly / checks not failing: {details}"
+    for i in checks:
+        assert any(o.get("ename") == "CheckFailed" for o in student.cells[i].outputs)
