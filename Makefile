@@ -7,7 +7,7 @@ JOBS    ?= 2
 # nbval workers each get one CPU thread: two 2-thread trainings on 2 cores run 4-9x slower.
 NB_ENV  := BOOK_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 BOOK_STRICT=1 MPLBACKEND=module://matplotlib_inline.backend_inline
 
-.PHONY: book test unit notebooks student build lab clean
+.PHONY: book test unit notebooks student colab build lab clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -25,10 +25,10 @@ build: $(STAMP)
 	$(BIN)/jupyter-book build . -W -n --keep-going
 
 ## make test: unit tests of book/, every chapter under nbval (parallel), the student versions, the -W build
-test: unit notebooks student build
+test: unit notebooks student colab build
 
 unit: $(STAMP)
-	OMP_NUM_THREADS=1 MPLBACKEND=Agg $(BIN)/python -m pytest -q -n $(JOBS) tests --ignore=tests/student
+	OMP_NUM_THREADS=1 MPLBACKEND=Agg $(BIN)/python -m pytest -q -n $(JOBS) tests --ignore=tests/student --ignore=tests/colab
 
 notebooks: $(STAMP)
 	$(NB_ENV) $(BIN)/python -m pytest -q --nbval-lax -n $(JOBS) --dist loadscope -p no:cacheprovider chapters
@@ -36,6 +36,10 @@ notebooks: $(STAMP)
 # every chapter's student version fails exactly at its check cells (see book/teach.py)
 student: $(STAMP)
 	$(NB_ENV) $(BIN)/python -m pytest -q -n $(JOBS) -p no:cacheprovider tests/student
+
+# a chapter opened "in Colab": alone in an empty folder, fresh venv with torch, its first cell installs the book
+colab: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/colab
 
 lab: $(STAMP)
 	$(BIN)/python -m pip install -q jupyterlab && $(BIN)/jupyter lab chapters

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
-import importlib.resources
+import importlib.util
 import lzma
 import math
 import os
@@ -53,7 +53,11 @@ def assets_dir() -> Path:
     checkout = Path(__file__).resolve().parent.parent / "assets"
     if (checkout / "data").is_dir():
         return checkout
-    return Path(str(importlib.resources.files("book_assets")))
+    spec = importlib.util.find_spec("book_assets")  # installed copy (a namespace package: no __init__.py)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("the book's assets are not installed: reinstall the book package "
+                                "(`pip install -e .` in a checkout; in Colab re-run the first cell)")
+    return Path(list(spec.submodule_search_locations)[0])
 
 
 def sha256(path: str | Path) -> str:

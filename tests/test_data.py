@@ -103,3 +103,19 @@ def test_batches_cover_everything_once():
         next(batches(x, y[:5], 2))
     with pytest.raises(ValueError, match="batch_size"):
         next(batches(x, y, 0))
+
+
+def test_installed_assets_are_found_without_a_checkout(monkeypatch, tmp_path):
+    """Outside a checkout (pip-installed in Colab) the assets come from the `book_assets` package."""
+    import importlib.util
+    from types import SimpleNamespace
+
+    fake = tmp_path / "site-packages" / "book_assets"
+    (fake / "data").mkdir(parents=True)
+    monkeypatch.setattr(data, "__file__", str(tmp_path / "site-packages" / "book" / "data.py"))
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name: SimpleNamespace(submodule_search_locations=[str(fake)]))
+    assert data.assets_dir() == fake
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(FileNotFoundError, match="reinstall the book package"):
+        data.assets_dir()

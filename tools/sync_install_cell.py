@@ -15,9 +15,10 @@ import nbformat
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = '''# Colab / a fresh environment: install the book's helper package and its data if missing.
 # Locally (after `make`) this does nothing, and it never reinstalls an existing torch.
-import importlib.util
+import importlib.util, os
 if importlib.util.find_spec("book") is None:
-    %pip install -q "git+{url}"'''
+    spec = os.environ.get("BOOK_INSTALL_SPEC", "git+{url}")  # tests point this at a local wheel
+    %pip install -q {{spec}}'''
 
 
 def repo_url() -> str:
