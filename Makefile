@@ -4,10 +4,12 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 JOBS    ?= 2
+# MathJax served by the site itself (offline-capable); skipped with a note where npm is missing
+MATHJAX := $(VENV)/mathjax/node_modules/mathjax/es5
 # nbval workers each get one CPU thread: two 2-thread trainings on 2 cores run 4-9x slower.
 NB_ENV  := BOOK_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 BOOK_STRICT=1 MPLBACKEND=module://matplotlib_inline.backend_inline
 
-.PHONY: book test unit notebooks student colab build lab clean
+.PHONY: book test unit notebooks student colab build site lab clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -21,14 +23,19 @@ $(STAMP): requirements.txt pyproject.toml
 book: $(STAMP) build
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
 
-build: $(STAMP)
-	$(BIN)/jupyter-book build . -W -n --keep-going
+build: $(STAMP) $(MATHJAX)
+	BOOK_MATHJAX_DIR=$(CURDIR)/$(MATHJAX) BOOK_STRICT=1 $(BIN)/jupyter-book build . -W -n --keep-going
+
+$(MATHJAX):
+	mkdir -p $(VENV)/mathjax
+	npm install --silent --no-audit --no-fund --prefix $(VENV)/mathjax "mathjax@^3.2" \
+	  || echo "npm is not available: the site will load MathJax from its CDN"
 
 ## make test: unit tests of book/, every chapter under nbval (parallel), the student versions, the -W build
-test: unit notebooks student colab build
+test: unit notebooks student colab build site
 
 unit: $(STAMP)
-	OMP_NUM_THREADS=1 MPLBACKEND=Agg $(BIN)/python -m pytest -q -n $(JOBS) tests --ignore=tests/student --ignore=tests/colab
+	OMP_NUM_THREADS=1 MPLBACKEND=Agg $(BIN)/python -m pytest -q -n $(JOBS) tests --ignore=tests/student --ignore=tests/colab --ignore=tests/site
 
 notebooks: $(STAMP)
 	$(NB_ENV) $(BIN)/python -m pytest -q --nbval-lax -n $(JOBS) --dist loadscope -p no:cacheprovider chapters
@@ -38,8 +45,16 @@ student: $(STAMP)
 	$(NB_ENV) $(BIN)/python -m pytest -q -n $(JOBS) -p no:cacheprovider tests/student
 
 # a chapter opened "in Colab": alone in an empty folder, fresh venv with torch, its first cell installs the book
-colab: $(STAMP)
+co# the built site in headless Chromium: 404s, MathJax, widget cells, Colab links, search; screenshots
+site: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/site
+
+lab: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/colab
+
+# the built site in headless Chromium: 404s, MathJax, widget cells, Colab links, search; screenshots
+site: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/site
 
 lab: $(STAMP)
 	$(BIN)/python -m pip install -q jupyterlab && $(BIN)/jupyter lab chapters
