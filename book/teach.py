@@ -4,7 +4,8 @@ Command line (from a checkout, or anywhere the ``book`` package is installed)::
 
     python -m book.teach student chapters/gradient_descent.ipynb -o assignments/
     python -m book.teach student chapters/gradient_descent.ipynb --exercises ex-gd-momentum-step,ex-gd-adam-step
-    python -m book.teach grade assignments/gradient_descent.ipynb submissions/ -o grades/ [--hidden hidden.py]
+    python -m book.teach grade submissions/ -o grades/ [--hidden hidden.py]
+    python -m book.teach nbgrader chapters/gradient_descent.ipynb -o source/ps1/   # for nbgrader users
 
 A chapter marks its exercises with cell tags: one code cell tagged ``solution`` (between the MyST gates
 ``{solution-start}`` / ``{solution-end}``) and one code cell tagged ``check`` that calls a self-check from
@@ -167,7 +168,45 @@ def _site_url(root: Path) -> str:
     return ""
 
 
-def make_student(nb, exercises: list[str] | None = None, root: Path | None = None, page: str = "chapters/x"):
+def nbgrader_solution(source: str, label: str) -> str:
+    """Wrap the solution in nbgrader's markers; inside functions, so that signatures stay visible."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as e:
+        raise ValueError(f"solution of {label} is not valid Python: {e}") from e
+    lines = source.splitlines()
+    inserts = []  # (line index, text)
+    run = None  # [first line, last line] of consecutive top-level statements that are not defs/imports
+    for node in tree.body + [None]:
+        plain = node is not None and not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef,
+                                                           ast.Import, ast.ImportFrom))
+        if plain:
+            run = [run[0] if run else node.lineno - 1, node.end_lineno]
+            continue
+        if run:  # close the run of plain statements
+            inserts += [(run[0], "### BEGIN SOLUTION"), (run[1], "### END SOLUTION")]
+            run = None
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            has_doc = (isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant)
+                       and isinstance(body[0].value.value, str))
+            first = body[1] if has_doc and len(body) > 1 else body[0]
+            indent = " " * first.col_offset
+            inserts += [(first.lineno - 1, f"{indent}### BEGIN SOLUTION"), (node.end_lineno, f"{indent}### END SOLUTION")]
+    for at, text in sorted(inserts, key=lambda t: t[0], reverse=True):  # from the bottom: indices stay valid
+        lines.insert(at, text)
+    return "\n".join(lines)
+
+
+def make_nbgrader_source(nb, exercises: list[str] | None = None, root: Path | None = None,
+                         page: str = "chapters/x"):
+    """An nbgrader *source* notebook: solutions between ``### BEGIN/END SOLUTION``, graded check cells
+    that raise on failure (``with check.raising():``) and a ``### BEGIN HIDDEN TESTS`` block to fill."""
+    return make_student(nb, exercises, root, page, _mode="nbgrader")
+
+
+def make_student(nb, exercises: list[str] | None = None, root: Path | None = None, page: str = "chapters/x",
+                 _mode: str = "student"):
     """Return the student version of chapter ``nb`` (a new notebook; ``nb`` is not modified)."""
     nb = copy.deepcopy(nb)
     found = find_exercises(nb)
@@ -192,12 +231,17 @@ def make_student(nb, exercises: list[str] | None = None, root: Path | None = Non
             continue
         if e.solution is not None:
             cell = nb.cells[e.solution]
-            cell.source = stub_source(cell.source, e.label)
+            transform = nbgrader_solution if _mode == "nbgrader" else stub_source
+            cell.source = transform(cell.source, e.label)
             cell.metadata["nbgrader"] = {"grade": False, "solution": True, "locked": False,
                                          "grade_id": f"{e.label}-solution", "schema_version": 3}
             cell.metadata["tags"] = ["solution"]
         if e.check is not None:
             cell = nb.cells[e.check]
+            if _mode == "nbgrader":
+                body = "\n".join("    " + line for line in cell.source.splitlines())
+                cell.source = (f"with check.raising():  # graded: a failing check raises\n{body}\n"
+                               "### BEGIN HIDDEN TESTS\n# (teachers: add hidden asserts here)\n### END HIDDEN TESTS")
             cell.metadata["nbgrader"] = {"grade": True, "solution": False, "locked": True, "points": 1,
                                          "grade_id": f"{e.label}-check", "schema_version": 3}
     cells = []
@@ -211,6 +255,8 @@ def make_student(nb, exercises: list[str] | None = None, root: Path | None = Non
         cells.append(cell)
     nb.cells = cells
     nb.metadata["book_student"] = {"exercises": [lb for lb in labels if lb in wanted]}
+    if _mode == "nbgrader":
+        nb.metadata.pop("book_student")
     return nb
 
 
@@ -345,22 +391,25 @@ def main(argv=None) -> int:
     s.add_argument("chapters", nargs="+", type=Path)
     s.add_argument("-o", "--out", type=Path, default=Path("student"))
     s.add_argument("--exercises", help="comma-separated exercise labels to keep (default: all)")
+    n = sub.add_parser("nbgrader", help="write nbgrader source notebooks (for `nbgrader generate_assignment`)")
+    n.add_argument("chapters", nargs="+", type=Path)
+    n.add_argument("-o", "--out", type=Path, default=Path("source"))
+    n.add_argument("--exercises", help="comma-separated exercise labels to keep (default: all)")
     g = sub.add_parser("grade", help="grade a folder of submitted notebooks")
     g.add_argument("submissions", type=Path)
     g.add_argument("-o", "--out", type=Path, default=Path("grades"))
     g.add_argument("--hidden", type=Path, help="hidden tests: a .py file with '# exercise: <label>' sections")
     g.add_argument("--timeout", type=int, default=600, help="seconds per cell")
     a = p.parse_args(argv)
-    if a.cmd == "student":
+    if a.cmd in ("student", "nbgrader"):
         a.out.mkdir(parents=True, exist_ok=True)
         chosen = a.exercises.split(",") if a.exercises else None
+        make = make_student if a.cmd == "student" else make_nbgrader_source
         for path in a.chapters:
-            nb = nbformat.read(path, as_version=4)
-            page = f"chapters/{path.stem}"
-            student = make_student(nb, chosen, page=page)
+            nb = make(nbformat.read(path, as_version=4), chosen, page=f"chapters/{path.stem}")
             target = a.out / path.name
-            nbformat.write(student, target)
-            print(f"wrote {target} ({len(student.metadata['book_student']['exercises'])} exercises)")
+            nbformat.write(nb, target)
+            print(f"wrote {target}")
     else:
         csv_path = grade_folder(a.submissions, a.out, a.hidden, a.timeout)
         print(f"wrote {csv_path} and {a.out / 'feedback'}/")

@@ -51,6 +51,14 @@ def test_strict_mode_raises(monkeypatch):
     run_cases("square", lambda v: v * v, [Case((2,), 4)])  # passing checks do not raise
 
 
+def test_raising_context_is_strict_only_inside():
+    with pytest.raises(check.CheckFailed):
+        with check.raising():
+            run_cases("square", lambda v: 0, [Case((2,), 4)])
+    assert not check.strict()
+    run_cases("square", lambda v: 0, [Case((2,), 4)])  # outside: reports, does not raise
+
+
 def test_check_needs_a_function():
     with pytest.raises(TypeError, match=r"check.quadratic_grad\(my_fn\)"):
         check.quadratic_grad(torch.zeros(2))

@@ -5,7 +5,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from book.teach import find_exercises, grade_folder, make_student, plain_markdown, read_hidden_tests, stub_source
+from book.teach import (find_exercises, grade_folder, make_nbgrader_source, make_student, nbgrader_solution,
+                        plain_markdown, read_hidden_tests, stub_source)
 
 
 def exercise(label, title, solution, check_call):
@@ -76,6 +77,25 @@ def test_student_version():
         make_student(nb, ["ex-nope"])
     with pytest.raises(ValueError, match="no exercises"):
         make_student(new_notebook(cells=[new_markdown_cell("# x")]))
+
+
+def test_nbgrader_markers_keep_signatures_visible():
+    src = 'import math\n\ndef f(a):\n    """Doc."""\n    b = a + 1\n    return b\n\nx = f(1)\nprint(x)'
+    out = nbgrader_solution(src, "ex-x").splitlines()
+    assert out == ["import math", "", "def f(a):", '    """Doc."""', "    ### BEGIN SOLUTION", "    b = a + 1",
+                   "    return b", "    ### END SOLUTION", "", "### BEGIN SOLUTION", "x = f(1)", "print(x)",
+                   "### END SOLUTION"]
+
+
+def test_nbgrader_source():
+    nb = make_nbgrader_source(chapter())
+    cells = {c.metadata["nbgrader"]["grade_id"]: c for c in nb.cells if "nbgrader" in c.metadata}
+    sol, chk = cells["ex-t-grad-solution"], cells["ex-t-grad-check"]
+    assert "### BEGIN SOLUTION" in sol.source and "return torch.stack" in sol.source
+    assert chk.source.startswith("with check.raising():") and "### BEGIN HIDDEN TESTS" in chk.source
+    assert chk.metadata["nbgrader"]["points"] == 1 and chk.metadata["nbgrader"]["locked"]
+    compile(chk.source, "check", "exec")  # still valid Python
+    assert "book_student" not in nb.metadata
 
 
 def test_hidden_tests_file(tmp_path):

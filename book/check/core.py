@@ -7,6 +7,7 @@ to prove the hidden solutions pass, and autograders use it to turn a check cell 
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from dataclasses import dataclass
@@ -24,6 +25,23 @@ class CheckFailed(AssertionError):
 
 def strict() -> bool:
     return os.environ.get("BOOK_STRICT", "").strip() not in ("", "0", "false", "False")
+
+
+@contextlib.contextmanager
+def raising():
+    """Strict mode inside a ``with`` block: ``with check.raising(): check.adam_step(adam_step)``.
+
+    Used by nbgrader test cells, so that grading cannot silently pass when ``BOOK_STRICT`` is unset.
+    """
+    old = os.environ.get("BOOK_STRICT")
+    os.environ["BOOK_STRICT"] = "1"
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["BOOK_STRICT"]
+        else:
+            os.environ["BOOK_STRICT"] = old
 
 
 @dataclass
