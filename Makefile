@@ -31,11 +31,12 @@ $(MATHJAX):
 	npm install --silent --no-audit --no-fund --prefix $(VENV)/mathjax "mathjax@^3.2" \
 	  || echo "npm is not available: the site will load MathJax from its CDN"
 
-## make test: unit tests of book/, every chapter under nbval (parallel), the student versions, the -W build
+## make test: unit tests, every chapter under nbval, student versions, the Colab path, the -W build, the site
 test: unit notebooks student colab build site
 
 unit: $(STAMP)
-	OMP_NUM_THREADS=1 MPLBACKEND=Agg $(BIN)/python -m pytest -q -n $(JOBS) tests --ignore=tests/student --ignore=tests/colab --ignore=tests/site
+	OMP_NUM_THREADS=1 MPLBACKEND=Agg $(BIN)/python -m pytest -q -n $(JOBS) tests \
+	  --ignore=tests/student --ignore=tests/colab --ignore=tests/site
 
 notebooks: $(STAMP)
 	$(NB_ENV) $(BIN)/python -m pytest -q --nbval-lax -n $(JOBS) --dist loadscope -p no:cacheprovider chapters
@@ -45,11 +46,7 @@ student: $(STAMP)
 	$(NB_ENV) $(BIN)/python -m pytest -q -n $(JOBS) -p no:cacheprovider tests/student
 
 # a chapter opened "in Colab": alone in an empty folder, fresh venv with torch, its first cell installs the book
-co# the built site in headless Chromium: 404s, MathJax, widget cells, Colab links, search; screenshots
-site: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests/site
-
-lab: $(STAMP)
+colab: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests/colab
 
 # the built site in headless Chromium: 404s, MathJax, widget cells, Colab links, search; screenshots
