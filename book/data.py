@@ -26,6 +26,7 @@ CHECKSUMS = {
     "t10k-images-idx3-ubyte.gz": "167310007f03058885c7e95e6c0b19c20de5c7fd3031f4cbdadc9014a523d80b",
     "t10k-labels-idx1-ubyte.gz": "fc607395669ec21321ea83e4b82c0544b7e8e63ff5b34337c06bc0a17cc0da3c",
     "tinyshakespeare.txt.xz": "d2476529549e2da7ec5dd2530f028856808ec42fec335c232268c9c6af463bc6",
+    "timeline.csv": "7a225f59dcd32a0bd62e8e391596947ca2e4c2a3b36ed9a82c30c5ec9fdc99c5",
 }
 
 # The full MNIST, for readers with a network. MD5s of the .gz files as published (the same values

@@ -1,0 +1,91 @@
+"""Self-checks for Part I: "A short history of large models" and "Core concepts"."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from torch import nn
+
+from ..counting import block_params, count_params, mlp_flops
+from .core import Case, run_cases
+
+
+def _rel(got, expected) -> tuple[bool, str]:
+    try:
+        g = float(got)
+    except (TypeError, ValueError):
+        return False, f"expected a number, got {type(got).__name__}"
+    ok = math.isclose(g, expected, rel_tol=1e-6, abs_tol=1e-9)
+    return ok, "" if ok else f"off by {abs(g - expected) / max(abs(expected), 1e-12):.1%}"
+
+
+def doubling_months(fn) -> None:
+    """``fn(factor_per_year)`` -> months for a quantity growing by that factor per year to double."""
+    cases = [Case((2.0,), 12.0, label="×2 per year doubles in 12 months"),
+             Case((4.0,), 6.0), Case((10.0,), 12 * math.log(2) / math.log(10)),
+             Case((1.5,), 12 * math.log(2) / math.log(1.5), public=False),
+             Case((1000.0,), 12 * math.log(2) / math.log(1000), public=False)]
+    run_cases("doubling_months", fn, cases, compare=_rel,
+              hint="solve factor**(t/12) = 2 for t: t = 12·ln 2 / ln(factor)")
+
+
+def training_flops(fn) -> None:
+    """``fn(params, tokens)`` -> the usual estimate of training compute, 6·N·D FLOPs."""
+    cases = [Case((175e9, 300e9), 6 * 175e9 * 300e9, label="GPT-3: 175B parameters, 300B tokens"),
+             Case((70e9, 1.4e12), 6 * 70e9 * 1.4e12, label="Chinchilla: 70B parameters, 1.4T tokens"),
+             Case((1.0, 1.0), 6.0, public=False), Case((124e6, 9e9), 6 * 124e6 * 9e9, public=False)]
+    run_cases("training_flops", fn, cases, compare=_rel,
+              hint="per token and parameter: 2 FLOPs forward, about 4 backward")
+
+
+def log_slope(fn) -> None:
+    """``fn(years, values)`` -> slope of the least-squares line through (year, log10 value)."""
+    rng = np.random.default_rng(3)
+    cases = [Case(([2000, 2010], [1.0, 100.0]), 0.2, label="two points: ×100 in 10 years")]
+    years = np.arange(2012, 2023)
+    for slope in (0.35, 0.8):
+        vals = 10 ** (slope * (years - 2012) + 6 + rng.normal(0, 0.2, len(years)))
+        cases.append(Case((years.tolist(), vals.tolist()), float(np.polyfit(years, np.log10(vals), 1)[0]),
+                          public=slope == 0.35, label="noisy growth"))
+    run_cases("log_slope", fn, cases, compare=_rel, hint="np.polyfit(years, np.log10(values), 1)[0]")
+
+
+def years_until(fn) -> None:
+    """``fn(current, target, doubling_months)`` -> years until ``current`` grows to ``target``."""
+    cases = [Case((1.0, 8.0, 12.0), 3.0, label="×8 = three doublings of a year each"),
+             Case((175e9, 175e12, 6.0), 0.5 * math.log2(1000)),
+             Case((5.0, 5.0, 3.0), 0.0, public=False), Case((1e6, 3e9, 9.0), 0.75 * math.log2(3000), public=False)]
+    run_cases("years_until", fn, cases, compare=_rel, hint="number of doublings log2(target/current), each "
+              "taking doubling_months / 12 years")
+
+
+def linear_params(fn) -> None:
+    """``fn(n_in, n_out)`` -> parameters of ``nn.Linear(n_in, n_out)`` (with bias)."""
+    cases = [Case((n_in, n_out), count_params(nn.Linear(n_in, n_out)), public=i < 2)
+             for i, (n_in, n_out) in enumerate([(784, 256), (3, 1), (1, 1), (512, 2048)])]
+    run_cases("linear_params", fn, cases, compare=_rel, hint="a weight per (input, output) pair, a bias per output")
+
+
+def mlp_forward_flops(fn) -> None:
+    """``fn(sizes, batch)`` -> forward FLOPs of an MLP with widths ``sizes`` (multiply-add = 2 FLOPs)."""
+    cases = [Case(([784, 256, 10], 1), mlp_flops([784, 256, 10], 1)),
+             Case(([2, 3], 5), mlp_flops([2, 3], 5)),
+             Case(([784, 512, 512, 10], 64), mlp_flops([784, 512, 512, 10], 64), public=False)]
+    run_cases("mlp_forward_flops", fn, cases, compare=_rel, hint="each layer: 2·n_in·n_out per example")
+
+
+def conv2d_params(fn) -> None:
+    """``fn(c_in, c_out, k)`` -> parameters of ``nn.Conv2d(c_in, c_out, k)`` (with bias)."""
+    cases = [Case((c_in, c_out, k), count_params(nn.Conv2d(c_in, c_out, k)), public=i < 2)
+             for i, (c_in, c_out, k) in enumerate([(1, 6, 5), (6, 16, 5), (3, 64, 3), (64, 128, 1)])]
+    run_cases("conv2d_params", fn, cases, compare=_rel,
+              hint="each of c_out filters has c_in·k·k weights and one bias")
+
+
+def transformer_block_params(fn) -> None:
+    """``fn(d_model, d_ff)`` -> parameters of ``book.counting.TransformerBlock(d_model, heads, d_ff)``."""
+    cases = [Case((64, 256), block_params(64, 256)), Case((768, 3072), block_params(768, 3072)),
+             Case((8, 8), block_params(8, 8), public=False)]
+    run_cases("transformer_block_params", fn, cases, compare=_rel,
+              hint="Q, K, V and output projections (4 d² + 4 d), two MLP layers (2·d·d_ff + d_ff + d), "
+                   "two LayerNorms (2 d each)")

@@ -1,0 +1,65 @@
+"""How fast is this machine? Matrix-multiply throughput, measured."""
+from __future__ import annotations
+
+import time
+
+import torch
+
+
+def _sync(device: torch.device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def matmul_gflops(n: int, device="cpu", dtype=torch.float32, repeats: int | None = None,
+                  min_seconds: float = 0.05) -> float:
+    """GFLOP/s of an (n×n)·(n×n) product on ``device`` in ``dtype`` (2·n³ FLOPs per product).
+
+    One warm-up product first (allocation, kernel selection), then ``repeats`` products timed together;
+    by default as many as fill about ``min_seconds``, so tiny sizes are not all timer noise.
+    """
+    device = torch.device(device)
+    if n < 1:
+        raise ValueError(f"n must be positive, got {n}")
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    a @ b
+    _sync(device)
+    if repeats is None:  # calibrate
+        t0 = time.perf_counter()
+        a @ b
+        _sync(device)
+        one = max(time.perf_counter() - t0, 1e-7)
+        repeats = max(1, min(1000, int(min_seconds / one)))
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    _sync(device)
+    seconds = time.perf_counter() - t0
+    return 2 * n ** 3 * repeats / seconds / 1e9
+
+
+def supports(dtype: torch.dtype, device="cpu") -> bool:
+    """Whether a small matmul in ``dtype`` runs on ``device`` at all."""
+    try:
+        x = torch.ones(4, 4, device=device, dtype=dtype)
+        (x @ x).sum().item()
+        return True
+    except (RuntimeError, TypeError):
+        return False
+
+
+def gpu_peak_tflops(device="cuda") -> dict | None:
+    """Published dense peaks of a few common GPUs (TFLOP/s, without sparsity), or None if unknown."""
+    if not torch.cuda.is_available():
+        return None
+    name = torch.cuda.get_device_name(device)
+    table = {"H100 PCIe": {"fp32": 51.2, "bf16": 756.0}, "H100": {"fp32": 67.0, "bf16": 989.0}, "H200": {"fp32": 67.0, "bf16": 989.0},
+             "A100": {"fp32": 19.5, "bf16": 312.0}, "T4": {"fp32": 8.1, "fp16": 65.0},
+             "L4": {"fp32": 30.3, "bf16": 121.0}, "V100": {"fp32": 15.7, "fp16": 125.0}}
+    for key, peak in table.items():
+        if key in name:
+            return {"name": name, **peak}
+    return None
