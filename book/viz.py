@@ -79,8 +79,10 @@ def player(draw, n_frames: int, fig: plt.Figure, interval: int = 400):
     """A JavaScript player (works in the static site) of ``n_frames`` frames; ``draw(i)`` redraws ``fig``."""
     from IPython.display import HTML
 
-    anim = animation.FuncAnimation(fig, lambda i: draw(i) or [], frames=n_frames, interval=interval,
-                                   blit=False)
+    def frame(i):
+        draw(i)  # whatever draw returns (runs, arrays) is not an artist list: ignore it
+        return []
+    anim = animation.FuncAnimation(fig, frame, frames=n_frames, interval=interval, blit=False)
     html = anim.to_jshtml(default_mode="once")
     plt.close(fig)
     return HTML(html)

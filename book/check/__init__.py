@@ -5,4 +5,7 @@ Each chapter's checks live in their own module and are re-exported here.
 from .core import Case, CheckFailed, close, raising, results, run_cases, strict  # noqa: F401
 from .foundations import (conv2d_params, doubling_months, linear_params, log_slope, mlp_forward_flops,  # noqa: F401
                           training_flops, transformer_block_params, years_until)
+from .mathematics import (attention_weights, bce_from_logits, cross_entropy, d_sigmoid, grad_f,  # noqa: F401
+                          logsumexp, matmul_backward, numerical_derivative, tanh_backward)
+from .mathematics import attention_output, causal_mask, softmax_temperature  # noqa: F401
 from .optim import adam_step, max_stable_lr, momentum_step, quadratic_grad  # noqa: F401

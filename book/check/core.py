@@ -80,7 +80,10 @@ def close(got, expected, rtol: float = 1e-5, atol: float = 1e-7) -> tuple[bool, 
     if np.shape(g) != np.shape(e):
         return False, f"expected shape {np.shape(e)}, got {np.shape(g)}"
     if not np.allclose(g, e, rtol=rtol, atol=atol, equal_nan=True):
-        return False, f"values differ (max abs error {np.nanmax(np.abs(g - e)):.3g})"
+        if not np.isfinite(g).all() and np.isfinite(e).all():
+            return False, "got inf or NaN where finite values were expected (numerical overflow?)"
+        with np.errstate(invalid="ignore"):
+            return False, f"values differ (max abs error {np.nanmax(np.abs(g - e)):.3g})"
     return True, ""
 
 

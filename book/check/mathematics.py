@@ -1,0 +1,147 @@
+"""Self-checks for Part II: losses, activations, backpropagation, softmax and attention."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .core import Case, run_cases
+
+
+def _g(seed):
+    return torch.Generator().manual_seed(seed)
+
+
+def bce_from_logits(fn) -> None:
+    """``fn(z, y)`` -> mean binary cross-entropy from logits, finite even for |z| = 1000."""
+    g = _g(10)
+    cases = [Case((torch.tensor([0.0]), torch.tensor([1.0])), F.binary_cross_entropy_with_logits(
+        torch.tensor([0.0]), torch.tensor([1.0])), label="z = 0: loss log 2")]
+    z, y = torch.randn(8, generator=g) * 3, (torch.rand(8, generator=g) > 0.5).float()
+    cases.append(Case((z, y), F.binary_cross_entropy_with_logits(z, y), label="random logits"))
+    z, y = torch.tensor([1000.0, -1000.0, 1000.0]), torch.tensor([1.0, 0.0, 0.0])
+    cases.append(Case((z, y), F.binary_cross_entropy_with_logits(z, y), public=False, label="|z| = 1000"))
+    run_cases("bce_from_logits", fn, cases, hint="max(z, 0) - z*y + log(1 + exp(-|z|)); never compute sigmoid "
+              "then log")
+
+
+def logsumexp(fn) -> None:
+    """``fn(z)`` -> log Σ exp(z) over the last dimension, without overflow."""
+    g = _g(11)
+    z = torch.randn(4, 6, generator=g)
+    cases = [Case((torch.tensor([0.0, 0.0]),), torch.logsumexp(torch.tensor([0.0, 0.0]), -1), label="log 2"),
+             Case((z,), torch.logsumexp(z, -1), label="a (4, 6) batch"),
+             Case((torch.tensor([1000.0, 1000.0]),), torch.logsumexp(torch.tensor([1000.0, 1000.0]), -1),
+                  public=False, label="huge values"),
+             Case((torch.tensor([-1000.0, -1001.0]),), torch.logsumexp(torch.tensor([-1000.0, -1001.0]), -1),
+                  public=False, label="very negative values")]
+    run_cases("logsumexp", fn, cases, hint="subtract m = max(z) first: log Σ e^z = m + log Σ e^(z - m)")
+
+
+def d_sigmoid(fn) -> None:
+    """``fn(x)`` -> derivative of the sigmoid at x, element-wise."""
+    xs = [torch.tensor([0.0]), torch.linspace(-6, 6, 13), torch.tensor([-30.0, 30.0])]
+    cases = []
+    for i, x in enumerate(xs):
+        x_ = x.clone().requires_grad_()
+        torch.sigmoid(x_).sum().backward()
+        cases.append(Case((x.clone(),), x_.grad, public=i < 2, label=f"x = {x.tolist()[:3]}…"))
+    run_cases("d_sigmoid", fn, cases, hint="σ'(x) = σ(x)(1 − σ(x)); its maximum is 1/4 at x = 0")
+
+
+def cross_entropy(fn) -> None:
+    """``fn(logits, target)`` -> mean categorical cross-entropy from logits (N, C) and class indices (N,)."""
+    g = _g(12)
+    logits, target = torch.randn(5, 4, generator=g), torch.tensor([0, 3, 1, 1, 2])
+    big = torch.tensor([[500.0, 0.0, -500.0], [0.0, 800.0, 0.0]])
+    cases = [Case((logits, target), F.cross_entropy(logits, target), label="(5, 4) logits"),
+             Case((torch.zeros(2, 10), torch.tensor([3, 7])), F.cross_entropy(torch.zeros(2, 10), torch.tensor([3, 7])),
+                  label="uniform over 10 classes: log 10"),
+             Case((big, torch.tensor([2, 0])), F.cross_entropy(big, torch.tensor([2, 0])), public=False,
+                  label="huge logits")]
+    run_cases("cross_entropy", fn, cases, hint="-mean of log_softmax(z)[target]; log_softmax = z - logsumexp(z)")
+
+
+def grad_f(fn) -> None:
+    """``fn(a, b, c)`` -> (∂f/∂a, ∂f/∂b, ∂f/∂c) of f = (a·b + c)² by hand (floats)."""
+    def ref(a, b, c):
+        t = [torch.tensor(float(v), dtype=torch.float64, requires_grad=True) for v in (a, b, c)]
+        ((t[0] * t[1] + t[2]) ** 2).backward()
+        return tuple(float(v.grad) for v in t)
+    pts = [(1.0, 2.0, 3.0), (0.0, -1.0, 0.5), (-2.0, 0.3, 4.0), (1.5, 1.5, -2.25)]
+    cases = [Case(p, ref(*p), public=i < 2) for i, p in enumerate(pts)]
+    run_cases("grad_f", fn, cases, hint="with u = a·b + c: ∂f/∂u = 2u, then ∂u/∂a = b, ∂u/∂b = a, ∂u/∂c = 1")
+
+
+def numerical_derivative(fn) -> None:
+    """``fn(f, x)`` -> central finite-difference estimate of f'(x), accurate to about 1e-6."""
+    import math
+    funcs = [(math.sin, 0.3, math.cos(0.3), "sin at 0.3"), (math.exp, 1.0, math.e, "exp at 1"),
+             (lambda x: x ** 3, 2.0, 12.0, "x³ at 2"), (math.tanh, -0.7, 1 - math.tanh(-0.7) ** 2, "tanh")]
+    cases = [Case((f, x), d, public=i < 2, label=label) for i, (f, x, d, label) in enumerate(funcs)]
+    run_cases("numerical_derivative", fn, cases,
+              compare=lambda got, exp: (abs(float(got) - exp) < 1e-5, f"error {abs(float(got) - exp):.2g}"),
+              hint="(f(x + h) - f(x - h)) / (2h) with h around 1e-5: error ~ h², one-sided would be ~ h")
+
+
+def matmul_backward(fn) -> None:
+    """``fn(X, W, G)`` -> (dL/dX, dL/dW) for Y = X @ W, given G = dL/dY."""
+    g = _g(13)
+    cases = []
+    for i, (n, k, m) in enumerate([(2, 3, 4), (5, 1, 2), (3, 6, 3)]):
+        X, W, G = (torch.randn(s, generator=g, dtype=torch.float64) for s in ((n, k), (k, m), (n, m)))
+        Xr, Wr = X.clone().requires_grad_(), W.clone().requires_grad_()
+        (Xr @ Wr).backward(G)
+        cases.append(Case((X, W, G), (Xr.grad, Wr.grad), public=i == 0, label=f"({n},{k}) @ ({k},{m})"))
+    run_cases("matmul_backward", fn, cases, hint="dX = G @ Wᵀ and dW = Xᵀ @ G: check the shapes")
+
+
+def attention_weights(fn) -> None:
+    """``fn(q, k)`` -> softmax(q kᵀ / √d) over the keys, for q (Tq, d) and k (Tk, d)."""
+    g = _g(14)
+    cases = []
+    for i, (tq, tk, d) in enumerate([(1, 3, 2), (4, 4, 8), (3, 5, 64)]):
+        q, k = torch.randn(tq, d, generator=g), torch.randn(tk, d, generator=g)
+        cases.append(Case((q, k), torch.softmax(q @ k.T / d ** 0.5, -1), public=i < 2, label=f"Tq={tq}, Tk={tk}, d={d}"))
+    run_cases("attention_weights", fn, cases, hint="scores = q @ k.T / sqrt(d); softmax over the last dimension")
+
+
+def tanh_backward(fn) -> None:
+    """``fn(x, grad_out)`` -> gradient flowing into x through y = tanh(x), given grad_out = dL/dy."""
+    g = _g(15)
+    cases = []
+    for i, shape in enumerate([(3,), (2, 4), (5,)]):
+        x, go = torch.randn(shape, generator=g, dtype=torch.float64) * 2, torch.randn(shape, generator=g, dtype=torch.float64)
+        xr = x.clone().requires_grad_()
+        torch.tanh(xr).backward(go)
+        cases.append(Case((x, go), xr.grad, public=i < 2, label=f"shape {shape}"))
+    run_cases("tanh_backward", fn, cases, hint="local derivative 1 - tanh(x)², times the incoming gradient")
+
+
+def softmax_temperature(fn) -> None:
+    """``fn(z, T)`` -> softmax(z / T) over the last dimension, stable for large z."""
+    cases = [Case((torch.tensor([1.0, 2.0, 3.0]), 1.0), torch.softmax(torch.tensor([1.0, 2.0, 3.0]), -1)),
+             Case((torch.tensor([1.0, 2.0, 3.0]), 0.1), torch.softmax(torch.tensor([10.0, 20.0, 30.0]), -1),
+                  label="T = 0.1: nearly one-hot"),
+             Case((torch.tensor([[1000.0, 0.0], [3.0, 3.0]]), 10.0),
+                  torch.softmax(torch.tensor([[100.0, 0.0], [0.3, 0.3]]), -1), public=False, label="large logits")]
+    run_cases("softmax_temperature", fn, cases, hint="divide by T, subtract the row max, exponentiate, normalise")
+
+
+def causal_mask(fn) -> None:
+    """``fn(T)`` -> a (T, T) boolean tensor, True where position t may attend to position s (s <= t)."""
+    cases = [Case((T,), torch.ones(T, T).tril().bool(), public=T < 4) for T in (1, 3, 6)]
+    run_cases("causal_mask", fn, cases, compare=lambda got, exp: (
+        isinstance(got, torch.Tensor) and got.dtype == torch.bool and got.shape == exp.shape and bool((got == exp).all()),
+        "expected a boolean lower-triangular (T, T) tensor"), hint="torch.ones(T, T, dtype=torch.bool).tril()")
+
+
+def attention_output(fn) -> None:
+    """``fn(q, k, v)`` -> softmax(q kᵀ / √d) v for q (Tq, d), k (Tk, d), v (Tk, dv)."""
+    import torch.nn.functional as F
+    g = _g(16)
+    cases = []
+    for i, (tq, tk, d, dv) in enumerate([(1, 1, 3, 3), (2, 3, 4, 2), (5, 5, 16, 8)]):
+        q, k, v = torch.randn(tq, d, generator=g), torch.randn(tk, d, generator=g), torch.randn(tk, dv, generator=g)
+        cases.append(Case((q, k, v), F.scaled_dot_product_attention(q[None], k[None], v[None])[0], public=i < 2,
+                          label=f"Tq={tq}, Tk={tk}, d={d}, dv={dv}"))
+    run_cases("attention_output", fn, cases, hint="weights = softmax(q @ k.T / sqrt(d), dim=-1); return weights @ v")
