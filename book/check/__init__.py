@@ -8,4 +8,5 @@ from .foundations import (conv2d_params, doubling_months, linear_params, log_slo
 from .mathematics import (attention_weights, bce_from_logits, cross_entropy, d_sigmoid, grad_f,  # noqa: F401
                           logsumexp, matmul_backward, numerical_derivative, tanh_backward)
 from .mathematics import attention_output, causal_mask, softmax_temperature  # noqa: F401
+from .mathematics import conv2d_multi, conv2d_single, conv_output_size, maxpool2x2  # noqa: F401
 from .optim import adam_step, max_stable_lr, momentum_step, quadratic_grad  # noqa: F401

@@ -1,0 +1,71 @@
+"""Models used across chapters: a LeNet-style CNN and configurable deep MLPs."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+INITS = ("default", "naive", "xavier", "he")
+
+
+class LeNet(nn.Module):
+    """LeNet-5 style: two 5×5 convolutions with max-pooling, three fully connected layers (ReLU)."""
+
+    def __init__(self, width: int = 1, n_classes: int = 10):
+        super().__init__()
+        c1, c2 = 6 * width, 16 * width
+        self.features = nn.Sequential(
+            nn.Conv2d(1, c1, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),   # (B, c1, 28, 28) -> (B, c1, 14, 14)
+            nn.Conv2d(c1, c2, 5), nn.ReLU(), nn.MaxPool2d(2),              # (B, c2, 10, 10) -> (B, c2, 5, 5)
+        )
+        self.classifier = nn.Sequential(
+            nn.Flatten(),                                                  # (B, c2·25)
+            nn.Linear(c2 * 25, 120 * width), nn.ReLU(),
+            nn.Linear(120 * width, 84 * width), nn.ReLU(),
+            nn.Linear(84 * width, n_classes),
+        )
+
+    def forward(self, x):
+        if x.ndim != 4 or x.shape[1:] != (1, 28, 28):
+            raise ValueError(f"LeNet expects images of shape (B, 1, 28, 28), got {tuple(x.shape)}")
+        return self.classifier(self.features(x))
+
+
+def deep_mlp(depth: int = 8, width: int = 256, act: str = "tanh", init: str = "default", norm: str | None = None,
+             n_in: int = 784, n_out: int = 10, dropout: float = 0.0) -> nn.Sequential:
+    """A plain deep MLP for initialisation/normalisation experiments.
+
+    ``init``: ``default`` (PyTorch's), ``naive`` (N(0, 0.01²): the classic too-small init), ``xavier``
+    (variance 2/(fan_in + fan_out)), ``he`` (variance 2/fan_in). ``norm``: None, ``batch`` or ``layer``.
+    """
+    if init not in INITS:
+        raise ValueError(f"unknown init {init!r}; choose one of {INITS}")
+    if norm not in (None, "batch", "layer"):
+        raise ValueError(f"norm must be None, 'batch' or 'layer', got {norm!r}")
+    acts = {"tanh": nn.Tanh, "relu": nn.ReLU, "sigmoid": nn.Sigmoid}
+    if act not in acts:
+        raise ValueError(f"unknown activation {act!r}; choose one of {list(acts)}")
+    layers: list[nn.Module] = [nn.Flatten()]
+    d = n_in
+    for _ in range(depth):
+        lin = nn.Linear(d, width)
+        if init == "naive":
+            nn.init.normal_(lin.weight, 0.0, 0.01)
+        elif init == "xavier":
+            nn.init.xavier_normal_(lin.weight, gain=nn.init.calculate_gain(act) if act != "relu" else math.sqrt(2))
+        elif init == "he":
+            nn.init.kaiming_normal_(lin.weight, nonlinearity="relu" if act == "relu" else "tanh")
+        if init != "default":
+            nn.init.zeros_(lin.bias)
+        layers.append(lin)
+        if norm == "batch":
+            layers.append(nn.BatchNorm1d(width))
+        elif norm == "layer":
+            layers.append(nn.LayerNorm(width))
+        layers.append(acts[act]())
+        if dropout:
+            layers.append(nn.Dropout(dropout))
+        d = width
+    layers.append(nn.Linear(d, n_out))
+    return nn.Sequential(*layers)
