@@ -1,8 +1,6 @@
 """Models used across chapters: a LeNet-style CNN and configurable deep MLPs."""
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
@@ -37,7 +35,7 @@ def deep_mlp(depth: int = 8, width: int = 256, act: str = "tanh", init: str = "d
     """A plain deep MLP for initialisation/normalisation experiments.
 
     ``init``: ``default`` (PyTorch's), ``naive`` (N(0, 0.01²): the classic too-small init), ``xavier``
-    (variance 2/(fan_in + fan_out)), ``he`` (variance 2/fan_in). ``norm``: None, ``batch`` or ``layer``.
+    (variance 2/(fan_in + fan_out)), ``he`` (variance 2/fan_in for ReLU; gain 5/3 for tanh). ``norm``: None, ``batch`` or ``layer``.
     """
     if init not in INITS:
         raise ValueError(f"unknown init {init!r}; choose one of {INITS}")
@@ -53,7 +51,7 @@ def deep_mlp(depth: int = 8, width: int = 256, act: str = "tanh", init: str = "d
         if init == "naive":
             nn.init.normal_(lin.weight, 0.0, 0.01)
         elif init == "xavier":
-            nn.init.xavier_normal_(lin.weight, gain=nn.init.calculate_gain(act) if act != "relu" else math.sqrt(2))
+            nn.init.xavier_normal_(lin.weight)  # Glorot & Bengio: variance 2 / (fan_in + fan_out), gain 1
         elif init == "he":
             nn.init.kaiming_normal_(lin.weight, nonlinearity="relu" if act == "relu" else "tanh")
         if init != "default":
