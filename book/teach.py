@@ -72,12 +72,22 @@ def find_exercises(nb) -> list[Exercise]:
 
 
 # --------------------------------------------------------------------------- solution -> stub
-def stub_source(source: str, label: str) -> str:
-    """Keep imports, signatures and docstrings of the solution's functions; their bodies raise."""
+def _parse(source: str, label: str) -> ast.Module:
     try:
-        tree = ast.parse(source)
+        return ast.parse(source)
     except SyntaxError as e:
         raise ValueError(f"solution of {label} is not valid Python: {e}") from e
+
+
+def _has_docstring(node) -> bool:
+    first = node.body[0]
+    return isinstance(first, ast.Expr) and isinstance(getattr(first, "value", None), ast.Constant) \
+        and isinstance(first.value.value, str)
+
+
+def stub_source(source: str, label: str) -> str:
+    """Keep imports, signatures and docstrings of the solution's functions; their bodies raise."""
+    tree = _parse(source, label)
     lines = source.splitlines()
     out = []
     for node in tree.body:
@@ -85,9 +95,7 @@ def stub_source(source: str, label: str) -> str:
             out.append(ast.get_source_segment(source, node))
         elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
             first_body = node.body[0]
-            has_doc = (isinstance(first_body, ast.Expr) and isinstance(getattr(first_body, "value", None), ast.Constant)
-                       and isinstance(first_body.value.value, str))
-            head_end = (first_body.end_lineno if has_doc else first_body.lineno - 1)
+            head_end = first_body.end_lineno if _has_docstring(node) else first_body.lineno - 1
             head = lines[node.lineno - 1 - len(node.decorator_list): head_end]
             indent = " " * (first_body.col_offset)
             out.append("\n".join(head + [
@@ -170,10 +178,7 @@ def _site_url(root: Path) -> str:
 
 def nbgrader_solution(source: str, label: str) -> str:
     """Wrap the solution in nbgrader's markers; inside functions, so that signatures stay visible."""
-    try:
-        tree = ast.parse(source)
-    except SyntaxError as e:
-        raise ValueError(f"solution of {label} is not valid Python: {e}") from e
+    tree = _parse(source, label)
     lines = source.splitlines()
     inserts = []  # (line index, text)
     run = None  # [first line, last line] of consecutive top-level statements that are not defs/imports
@@ -188,9 +193,7 @@ def nbgrader_solution(source: str, label: str) -> str:
             run = None
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
             body = node.body
-            has_doc = (isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant)
-                       and isinstance(body[0].value.value, str))
-            first = body[1] if has_doc and len(body) > 1 else body[0]
+            first = body[1] if _has_docstring(node) and len(body) > 1 else body[0]
             indent = " " * first.col_offset
             inserts += [(first.lineno - 1, f"{indent}### BEGIN SOLUTION"), (node.end_lineno, f"{indent}### END SOLUTION")]
     for at, text in sorted(inserts, key=lambda t: t[0], reverse=True):  # from the bottom: indices stay valid
