@@ -1,0 +1,40 @@
+"""Character-level text data: a vocabulary, train/validation split and a random-window batch sampler."""
+from __future__ import annotations
+
+import torch
+
+
+class CharVocab:
+    def __init__(self, text: str):
+        self.chars = sorted(set(text))
+        self.stoi = {c: i for i, c in enumerate(self.chars)}
+
+    def __len__(self):
+        return len(self.chars)
+
+    def encode(self, s: str) -> torch.Tensor:
+        missing = sorted(set(s) - set(self.stoi))
+        if missing:
+            raise KeyError(f"characters not in the vocabulary: {missing}")
+        return torch.tensor([self.stoi[c] for c in s], dtype=torch.long)
+
+    def decode(self, ids) -> str:
+        return "".join(self.chars[int(i)] for i in ids)
+
+
+def split(ids: torch.Tensor, frac: float = 0.9):
+    n = int(frac * len(ids))
+    return ids[:n], ids[n:]
+
+
+def batch_sampler(ids: torch.Tensor, block: int, batch: int, generator: torch.Generator, device="cpu"):
+    """``get_batch(step) -> (x, y)``: ``batch`` random windows of length ``block``; y is x shifted by one."""
+    if len(ids) <= block + 1:
+        raise ValueError(f"text of {len(ids)} tokens is too short for windows of {block}")
+
+    def get_batch(step):
+        i = torch.randint(0, len(ids) - block - 1, (batch,), generator=generator)
+        offs = i[:, None] + torch.arange(block + 1)       # (B, block + 1)
+        w = ids[offs].to(device)
+        return w[:, :-1], w[:, 1:]                          # (B, block), (B, block)
+    return get_batch
