@@ -104,15 +104,17 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: Callab
     model.eval()
     total_loss = torch.zeros((), device=x.device)
     correct = torch.zeros((), device=x.device)
+    classification = False
     for i in range(0, len(x), batch_size):
         out = model(x[i:i + batch_size]).float()
         yb = y[i:i + batch_size]
         total_loss += loss_fn(out, yb) * len(yb)
         if out.ndim == 2 and yb.ndim == 1 and not yb.is_floating_point():
+            classification = True
             correct += (out.argmax(1) == yb).sum()
     model.train(was_training)
     loss, acc = (torch.stack([total_loss, correct]) / len(x)).tolist()  # one sync
-    return {"loss": loss, "acc": acc}
+    return {"loss": loss, "acc": acc if classification else float("nan")}  # no accuracy for e.g. language models
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -219,7 +221,8 @@ def fit(model: nn.Module, data, optimizer: torch.optim.Optimizer, *, loss_fn: Ca
             if val is not None:
                 m = evaluate(model, val[0], val[1], loss_fn)
                 h.val_loss.append(m["loss"])
-                h.val_acc.append(m["acc"])
+                if not math.isnan(m["acc"]):
+                    h.val_acc.append(m["acc"])
             h.seconds.append(time.perf_counter() - t0)
             if bar is not None:
                 bar.update(step - bar.n)

@@ -128,7 +128,7 @@ class TrainingDashboard(Callback):
             ax_acc.set_ylim(0, 1)
             ax_acc.set_title(f"validation accuracy {history.val_acc[n - 1]:.3f}")
         else:
-            ax_acc.set_title("validation accuracy (no val data)")
+            ax_acc.set_title("validation accuracy (none: no val data, or not classification)", fontsize=8)
         ax_acc.set_xlabel("step")
         norms = np.array([s["norms"] for s in self.snapshots[: k + 1] if s["norms"] is not None])
         if len(norms):

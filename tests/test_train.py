@@ -110,6 +110,16 @@ def test_nan_loss_stops_training_with_advice():
         check_finite(float("inf"), 7)
 
 
+def test_no_accuracy_for_sequence_outputs():
+    model = nn.Sequential(nn.Embedding(5, 5))            # (B, T) -> (B, T, 5): a toy language model
+    x = torch.randint(0, 5, (8, 4))
+    lm = lambda out, y: nn.functional.cross_entropy(out.reshape(-1, 5), y.reshape(-1))  # noqa: E731
+    assert math.isnan(evaluate(model, x, x, loss_fn=lm)["acc"])
+    h = fit(model, lambda s: (x, x), torch.optim.SGD(model.parameters(), lr=0.5), loss_fn=lm, steps=4, log_every=2,
+            val=(x, x))
+    assert len(h.val_loss) == 2 and h.val_acc == []
+
+
 def test_evaluate_restores_training_mode():
     x, y = make_2d("blobs", n=50, seed=0)
     model = nn.Sequential(nn.Linear(2, 4), nn.Dropout(0.5), nn.Linear(4, 2))

@@ -11,4 +11,5 @@ from .mathematics import attention_output, causal_mask, softmax_temperature  # n
 from .mathematics import conv2d_multi, conv2d_single, conv_output_size, maxpool2x2  # noqa: F401
 from .mathematics import batchnorm_forward, clip_by_norm, init_std, warmup_cosine_lr  # noqa: F401
 from .mathematics import gru_step, lstm_step, perplexity, rnn_step  # noqa: F401
+from .mathematics import gpt_params, sinusoidal_pe, top_k_filter, top_p_filter  # noqa: F401
 from .optim import adam_step, max_stable_lr, momentum_step, quadratic_grad  # noqa: F401
