@@ -125,3 +125,23 @@ def test_gpt_checks(name, good, bad, monkeypatch):
     getattr(check, name)(good)
     with pytest.raises(check.CheckFailed):
         getattr(check, name)(bad)
+
+
+def test_generation_and_attention_explorers():
+    from book.explorers import AttentionExplorer, GenerationExplorer
+    from book.text import CharVocab
+    v = CharVocab("abcdefgh \n:")
+    m = GPT(GPTConfig(vocab_size=len(v), block_size=16, n_layer=2, n_head=2, n_embd=16))
+    ge = GenerationExplorer(m, v, prompt="ab", n=10)
+    a = ge.sample()
+    assert len(a) == 10 and ge.sample() == a                      # same seed, same text
+    assert ge.sample(greedy=True) == ge.sample(greedy=True, seed=5)
+    assert len(ge.sample(top_k=3, top_p=0.5)) == 10
+    assert "<script" in ge.player("temperature", [0.5, 1.0]).data
+    ae = AttentionExplorer(m, v, text="abc def", layer=1, head=1)
+    w = ae.weights()
+    assert w.shape == (7, 7) and torch.allclose(w.sum(-1), torch.ones(7), atol=1e-5)
+    ae.show()
+    assert "<script" in ae.player("head", [0, 1]).data
+    with pytest.raises(ValueError, match="layer must be"):
+        AttentionExplorer(m, v, layer=5)
