@@ -27,6 +27,8 @@ CHECKSUMS = {
     "t10k-labels-idx1-ubyte.gz": "fc607395669ec21321ea83e4b82c0544b7e8e63ff5b34337c06bc0a17cc0da3c",
     "tinyshakespeare.txt.xz": "d2476529549e2da7ec5dd2530f028856808ec42fec335c232268c9c6af463bc6",
     "timeline.csv": "7a225f59dcd32a0bd62e8e391596947ca2e4c2a3b36ed9a82c30c5ec9fdc99c5",
+    # produced by the book itself: `python -m book.pretrain` (tests/test_pretrain.py rebuilds it)
+    "gpt-char-shakespeare.pt": "28d28b64d44528c4469674a065a2d8c4286700dbcc55de835a581edec4da2b46",
 }
 
 # The full MNIST, for readers with a network. MD5s of the .gz files as published (the same values

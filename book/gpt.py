@@ -25,6 +25,7 @@ class GPTConfig:
     n_head: int = 4
     n_embd: int = 128
     dropout: float = 0.0
+    causal: bool = True      # False: every position sees every other (a BERT-style encoder, book.pretrain)
 
 
 class CausalSelfAttention(nn.Module):
@@ -33,6 +34,7 @@ class CausalSelfAttention(nn.Module):
         if cfg.n_embd % cfg.n_head:
             raise ValueError(f"n_embd={cfg.n_embd} must be divisible by n_head={cfg.n_head}")
         self.n_head = cfg.n_head
+        self.causal = cfg.causal
         self.qkv = nn.Linear(cfg.n_embd, 3 * cfg.n_embd)
         self.proj = nn.Linear(cfg.n_embd, cfg.n_embd)
         self.drop = nn.Dropout(cfg.dropout)
@@ -50,7 +52,9 @@ class CausalSelfAttention(nn.Module):
                 k, v = torch.cat([cache[0], k], 2), torch.cat([cache[1], v], 2)  # (B, h, past + T, C/h)
             cache[:] = [k, v]
         # query t (absolute position past + t) may see keys 0 .. past + t
-        mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(diagonal=past)
+        mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device)
+        if self.causal:
+            mask = mask.tril(diagonal=past)
         if keep_weights:
             y, self.weights = attention(q, k, v, mask)
         else:

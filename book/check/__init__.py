@@ -13,3 +13,18 @@ from .mathematics import batchnorm_forward, clip_by_norm, init_std, warmup_cosin
 from .mathematics import gru_step, lstm_step, perplexity, rnn_step  # noqa: F401
 from .mathematics import gpt_params, sinusoidal_pe, top_k_filter, top_p_filter  # noqa: F401
 from .optim import adam_step, max_stable_lr, momentum_step, quadratic_grad  # noqa: F401
+
+# Part V/VI topic modules list their checks in ``__all__``; re-export them here without a hand-kept list.
+import importlib as _importlib
+
+for _topic in ("pretraining", "lora", "adversarial", "efficiency", "distributed", "compression", "scaling",
+               "applications", "tools"):
+    try:
+        _mod = _importlib.import_module(f"{__name__}.{_topic}")
+    except ModuleNotFoundError as _e:
+        if _e.name != f"{__name__}.{_topic}":
+            raise
+        continue
+    for _name in getattr(_mod, "__all__", ()):
+        globals()[_name] = getattr(_mod, _name)
+del _importlib
