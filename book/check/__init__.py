@@ -18,7 +18,7 @@ from .optim import adam_step, max_stable_lr, momentum_step, quadratic_grad  # no
 import importlib as _importlib
 
 for _topic in ("pretraining", "lora", "adversarial", "efficiency", "distributed", "compression", "scaling",
-               "applications", "generative", "apps", "tools"):
+               "applications", "generative", "apps", "tools", "trends"):
     try:
         _mod = _importlib.import_module(f"{__name__}.{_topic}")
     except ModuleNotFoundError as _e:
