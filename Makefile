@@ -23,7 +23,9 @@ $(STAMP): requirements.txt pyproject.toml
 book: $(STAMP) build
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
 
+# chapters run $(JOBS) at a time into the build's jupyter-cache first (myst-nb alone runs them one by one)
 build: $(STAMP) $(MATHJAX)
+	BOOK_STRICT=1 $(BIN)/python tools/prefill_cache.py -j $(JOBS)
 	BOOK_MATHJAX_DIR=$(CURDIR)/$(MATHJAX) BOOK_STRICT=1 $(BIN)/jupyter-book build . -W -n --keep-going
 
 $(MATHJAX):

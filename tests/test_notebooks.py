@@ -105,3 +105,12 @@ def test_site_text_builds_without_warnings(tmp_path):
         variant.unlink()
     problems = [l for l in (run.stdout + run.stderr).splitlines() if "WARNING" in l or "ERROR" in l]
     assert run.returncode == 0 and not problems, "\n".join(problems) or run.stdout[-3000:] + run.stderr[-3000:]
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_no_figure_is_drawn_into_an_output_widget(path):
+    """A plot inside `widgets.Output` lives only in widget state: the static site shows nothing there."""
+    for cell in read(path).cells:
+        if cell.cell_type == "code":
+            assert not re.search(r"\b(widgets|w)\.Output\(", cell.source), \
+                f"{path.name}: use book.viz.explore(fig, draw, **controls) instead of an Output widget"

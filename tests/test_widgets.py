@@ -95,3 +95,40 @@ def test_explorer_errors():
         GradientDescentExplorer(optimizer="LBFGS")
     with pytest.raises(ValueError, match="beta"):
         GradientDescentExplorer(beta=1.0)
+
+
+def test_explore_draws_now_and_on_every_change():
+    import ipywidgets as w
+    import matplotlib.pyplot as plt
+
+    from book.viz import LiveFigure, explore
+
+    fig, ax = plt.subplots()
+    calls = []
+
+    def draw(a, b):
+        calls.append((a, b))
+        ax.clear()
+        ax.plot([0, 1], [a, b])
+    a, b = w.FloatSlider(value=1.0), w.IntSlider(value=2)
+    live = explore(fig, draw, a=a, b=b)
+    assert isinstance(live, LiveFigure) and calls == [(1.0, 2)]
+    b.value = 5
+    assert calls[-1] == (1.0, 5) and ax.lines[0].get_ydata()[1] == 5
+
+
+def test_explore_errors():
+    import ipywidgets as w
+    import matplotlib.pyplot as plt
+
+    from book.viz import explore
+
+    fig, _ = plt.subplots()
+    with pytest.raises(TypeError, match="Matplotlib Figure"):
+        explore("fig", lambda x: None, x=w.IntSlider())
+    with pytest.raises(TypeError, match="function"):
+        explore(fig, None, x=w.IntSlider())
+    with pytest.raises(TypeError, match="ipywidgets"):
+        explore(fig, lambda x: None, x=3)
+    with pytest.raises(TypeError, match="none given"):
+        explore(fig, lambda: None)

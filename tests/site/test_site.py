@@ -65,6 +65,21 @@ def open_page(browser, url):
     return page, bad
 
 
+def hidden_widgets(page):
+    """Widgets hidden when their cell finished (e.g. a finished tqdm bar): nothing to show, kernel or not."""
+    state = page.locator("script[type='application/vnd.jupyter.widget-state+json']")
+    if not state.count():
+        return set()
+    models = json.loads(state.first.text_content())["state"]
+
+    def layout(m):
+        ref = m["state"].get("layout")
+        ref = ref.removeprefix("IPY_MODEL_") if isinstance(ref, str) else ""
+        return models.get(ref, {}).get("state", {})
+    return {mid for mid, m in models.items()
+            if layout(m).get("visibility") == "hidden" or layout(m).get("display") == "none"}
+
+
 @pytest.mark.parametrize("name", PAGES)
 def test_page(name, server, browser):
     page, bad = open_page(browser, f"{server}/{name}.html")
@@ -76,10 +91,13 @@ def test_page(name, server, browser):
         assert raw == 0, f"{raw} formulas on {name} were not typeset by MathJax"
     summary = {"page": name, "players": 0, "widget_cells": 0}
     if path.suffix == ".ipynb":  # a chapter notebook (the FAQ is a plain page: no cells, no Colab link)
+        hidden = hidden_widgets(page)
         cells = page.locator("div.cell")
         for i in range(cells.count()):
             cell = cells.nth(i)
-            if cell.locator("script[type='application/vnd.jupyter.widget-view+json']").count():
+            views = [json.loads(s.text_content())["model_id"]
+                     for s in cell.locator("script[type='application/vnd.jupyter.widget-view+json']").all()]
+            if any(v not in hidden for v in views):
                 summary["widget_cells"] += 1
                 shown = cell.locator("div.cell_output img, div.cell_output .animation").count()
                 assert shown, f"{name}: widget cell {i} shows no image or player without a kernel"
