@@ -114,3 +114,9 @@ def test_no_figure_is_drawn_into_an_output_widget(path):
         if cell.cell_type == "code":
             assert not re.search(r"\b(widgets|w)\.Output\(", cell.source), \
                 f"{path.name}: use book.viz.explore(fig, draw, **controls) instead of an Output widget"
+
+
+def test_prefill_cache_runs_exactly_the_books_notebooks():
+    from prefill_cache import toc_notebooks  # tools/, run by `make build`
+
+    assert [p.name for p in toc_notebooks()] and sorted(toc_notebooks()) == CHAPTERS
