@@ -158,6 +158,9 @@ def _worker(args) -> None:
     if rank == 0:
         torch.save({"state": {k: v.cpu() for k, v in model.state_dict().items()}, "first_grads": first,
                     "world": world, "backend": backend}, args.out)
+    # everyone waits for rank 0's save: a rank that tears the group down while another still uses it
+    # aborts with gloo on torch 2.11 (seen with Python 3.13, Colab's versions)
+    dist.barrier()
     dist.destroy_process_group()
 
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from book.config import pick_device, pick_profile, seed_everything, setup
+from book.config import Env, pick_device, pick_profile, seed_everything, setup
 
 
 def test_default_device_is_best_available():
@@ -77,3 +77,18 @@ def test_setup_prints_and_applies_threads(monkeypatch, capsys):
             setup(seed=0, device="cpu", verbose=False)
     finally:
         torch.set_num_threads(old)
+
+
+@pytest.mark.parametrize("capability, expected", [((7, 5), torch.float16),   # T4 (Colab's free GPU)
+                                                  ((7, 0), torch.float16),   # V100
+                                                  ((8, 0), torch.bfloat16),  # A100
+                                                  ((9, 0), torch.bfloat16)])  # H100
+def test_amp_dtype_is_fp16_below_ampere_and_never_bf16_there(monkeypatch, capability, expected):
+    """No T4 is needed: the CUDA capability is mocked. fp16 below 8.0 (then `fit` adds loss scaling)."""
+    asked = []
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda d=None: asked.append(d) or capability)
+    env = Env(device=torch.device("cuda"), profile="gpu", seed=0, threads=1, generator=torch.Generator())
+    assert env.amp_dtype == expected and asked == [torch.device("cuda")]
+    cpu = Env(device=torch.device("cpu"), profile="cpu", seed=0, threads=1, generator=torch.Generator())
+    assert cpu.amp_dtype is None
+

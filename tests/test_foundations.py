@@ -1,5 +1,6 @@
 """book.timeline, book.counting, book.hardware, book.playground and the Part I checks."""
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from book.timeline import TimelineExplorer, fit_growth, load_timeline
 def test_timeline_table():
     ms = load_timeline()
     assert [m.year for m in ms] == sorted(m.year for m in ms)
-    bib = open("assets/references.bib", encoding="utf-8").read()
+    bib = (Path(__file__).resolve().parents[1] / "assets" / "references.bib").read_text(encoding="utf-8")
     for m in ms:
         assert m.domain in {"foundations", "vision", "language", "multimodal"}
         assert "{" + m.source + "," in bib, f"{m.model}: source {m.source} is not in references.bib"

@@ -120,3 +120,55 @@ def test_prefill_cache_runs_exactly_the_books_notebooks():
     from prefill_cache import toc_notebooks  # tools/, run by `make build`
 
     assert [p.name for p in toc_notebooks()] and sorted(toc_notebooks()) == CHAPTERS
+
+
+# Imports a chapter may make without the package declaring them: each is guarded in the chapter.
+OPTIONAL_IMPORTS = {
+    "jax": "tools: the JAX comparison runs only where JAX is installed (Colab has it)",
+    "peft": "lora: compared with Hugging Face's peft where installed (Colab has it), else says how to get it",
+    "transformers": "applications: the online Hugging Face example needs it and a network; else says so",
+}
+
+
+def _imported_modules(source: str) -> set[str]:
+    import ast
+    tree = ast.parse("\n".join(l for l in source.splitlines() if not l.lstrip().startswith(("%", "!"))))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_everything_chapters_and_book_import_is_a_declared_dependency():
+    """A chapter opened outside Colab and `make` (Kaggle, a plain Jupyter) must not fail on an import:
+    every third-party module imported by a chapter or by `book` (the teacher's tools aside) is
+    provided by a dependency in pyproject.toml."""
+    import importlib.metadata as md
+    import tomllib
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    declared = {re.split(r"[<>=!~ ;\[]", d)[0].lower() for d in deps}
+    sources = {p.name: "\n".join(c.source for c in read(p).cells if c.cell_type == "code") for p in CHAPTERS}
+    sources.update({str(p.relative_to(ROOT)): p.read_text() for p in (ROOT / "book").rglob("*.py")
+                    if "teach" not in p.parts and p.stem != "teach"})
+    providers = md.packages_distributions()
+    missing = {}
+    for where, src in sources.items():
+        for mod in _imported_modules(src) - set(sys.stdlib_module_names) - {"book", "book_assets", "__future__"}:
+            dists = {d.lower() for d in providers.get(mod, [mod])}
+            if not dists & declared and mod not in OPTIONAL_IMPORTS:
+                missing.setdefault(mod, []).append(where)
+    assert not missing, f"imported but not a dependency in pyproject.toml: {missing}"
+
+
+def test_install_cell_pins_the_release_and_holds_installed_versions():
+    import sync_install_cell as sic
+    version = re.search(r'^version = "(.+)"', (ROOT / "pyproject.toml").read_text(), re.M).group(1)
+    src = install_cell_source()
+    assert f"@v{version}\"" in src and '"@main"' in src  # pinned, and says how to get the latest
+    assert "%pip install -q -c {f.name} {spec}" in src      # installs under the held versions
+    assert f"@1a2b3c\"" in sic.install_cell_source("1a2b3c")
+    with pytest.raises(ValueError, match="not a git tag"):
+        sic.install_cell_source("main; rm -rf /")

@@ -123,13 +123,16 @@ def test_grading_ranks_correct_above_wrong(tmp_path):
     nbformat.write(wrong, subs / "bob.ipynb")
     hidden = tmp_path / "hidden.py"
     hidden.write_text("# exercise: ex-t-lr\nassert max_stable_lr([4.0]) == 0.5\n")
-    csv_path = grade_folder(subs, tmp_path / "out", hidden)
+    teacher = tmp_path / "chapter.ipynb"
+    nbformat.write(chapter(), teacher)
+    csv_path = grade_folder(subs, tmp_path / "out", hidden, chapter=teacher)
     rows = {r["student"]: r for r in csv.DictReader(open(csv_path))}
     assert rows["alice"]["score"] == "3" and rows["alice"]["max_score"] == "3"
     assert rows["bob"]["score"] == "1"                    # grad right; lr check and hidden test fail
     assert rows["untouched"]["score"] == "0"
     assert all(r["other_errors"] == "0" for r in rows.values())
     feedback = (tmp_path / "out" / "feedback" / "bob.md").read_text()
-    assert "✗ ex-t-lr: 0/2" in feedback and "hidden test failed" in feedback
+    assert "✗ ex-t-lr: 0/2" in feedback and "hidden tests: 0/1 passed" in feedback
+    assert "max_stable_lr([4.0])" not in feedback and "0.5" not in feedback.split("ex-t-lr")[-1].split("hidden")[1]
     with pytest.raises(FileNotFoundError):
-        grade_folder(tmp_path / "empty", tmp_path / "out2")
+        grade_folder(tmp_path / "empty", tmp_path / "out2", chapter=teacher)

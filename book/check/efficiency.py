@@ -1,7 +1,6 @@
 """Self-checks for the chapter "Training efficiently: mixed precision, accumulation, checkpointing, compilation"."""
 from __future__ import annotations
 
-import math
 
 import torch
 from torch import nn
@@ -21,13 +20,6 @@ def bytes_in_dtype(fn) -> None:
              Case(((), torch.float32), 4, public=False, label="a scalar (shape ())")]
     run_cases("bytes_in_dtype", fn, cases,
               hint="multiply the number of elements (product of the shape; 1 for shape ()) by dtype.itemsize")
-
-
-def _update_ref(scale, good, found_inf, interval):
-    if found_inf:
-        return scale * 0.5, 0
-    good += 1
-    return (scale * 2.0, 0) if good >= interval else (scale, good)
 
 
 def loss_scale_update(fn) -> None:
@@ -78,13 +70,10 @@ def mlp_activation_bytes(fn) -> None:
                    "Linear's input: count distinct (batch, width) buffers -- the input plus one per block")
 
 
-def _best_ref(depth):
-    return min(range(1, depth + 1), key=lambda s: (s + math.ceil(depth / s), s))
-
-
 def best_segments(fn) -> None:
     """``fn(depth)`` -> the number of checkpointed segments s (1..depth) minimising the peak
     s + ceil(depth / s) (activations of one block as the unit); the smallest such s on ties."""
+    from ._reference import _best_ref  # hidden from graded code
     cases = [Case((16,), 4, label="depth 16"), Case((10,), _best_ref(10), label="depth 10 (ties: the smallest s)"),
              Case((1,), 1, label="depth 1")]
     cases += [Case((d,), _best_ref(d), public=False, label=f"depth {d}") for d in (2, 7, 48, 100, 1000)]

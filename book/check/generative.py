@@ -4,8 +4,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
-from torch.distributions import Normal, kl_divergence
 
 from .core import Case, run_cases
 
@@ -33,15 +31,10 @@ def reparam_sample(fn) -> None:
     run_cases("reparam_sample", fn, cases, hint="logvar is log sigma^2, so sigma = exp(logvar / 2), not exp(logvar)")
 
 
-def _kl_ref(mu, logvar):
-    q = Normal(mu, torch.exp(0.5 * logvar))
-    p = Normal(torch.zeros_like(mu), torch.ones_like(mu))
-    return kl_divergence(q, p).sum(-1)
-
-
 def kl_to_standard_normal(fn) -> None:
     """``fn(mu, logvar)`` -> KL(N(mu, diag exp(logvar)) || N(0, I)) summed over the last dimension, shape (B,),
     compared with ``torch.distributions.kl_divergence``."""
+    from ._reference import _kl_ref  # hidden from graded code
     g = torch.Generator().manual_seed(22)
     z = torch.zeros(2, 3, dtype=torch.float64)
     cases = [Case((z, z), torch.zeros(2, dtype=torch.float64), label="q = p: KL is 0"),
@@ -57,14 +50,10 @@ def kl_to_standard_normal(fn) -> None:
               hint="per dimension 0.5 * (sigma^2 + mu^2 - 1 - log sigma^2); sum over the latent dimension only")
 
 
-def _elbo_ref(logits, x, mu, logvar):
-    recon = F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
-    return (recon + _kl_ref(mu, logvar)).mean()
-
-
 def elbo_loss(fn) -> None:
     """``fn(logits, x, mu, logvar)`` -> the negative ELBO averaged over the batch: Bernoulli reconstruction
     (binary cross-entropy from logits, summed over the pixels of each image) plus the Gaussian KL."""
+    from ._reference import _elbo_ref  # hidden from graded code
     g = torch.Generator().manual_seed(23)
     cases = []
     for i, (b, d, latent) in enumerate([(2, 4, 1), (3, 6, 2), (8, 784, 2), (5, 10, 3)]):
@@ -93,14 +82,9 @@ def distinct_ngrams(fn) -> None:
               "different ones")
 
 
-def _is_ref(p):
-    p = p.double()
-    m = p.mean(0, keepdim=True).clamp_min(1e-12)
-    return math.exp(float((p * (p.clamp_min(1e-12).log() - m.log())).sum(1).mean()))
-
-
 def classifier_inception_score(fn) -> None:
     """``fn(probs)`` -> exp(mean over images of KL(p(y|x) || p(y))) for class probabilities (N, classes)."""
+    from ._reference import _is_ref  # hidden from graded code
     g = torch.Generator().manual_seed(24)
     eye = torch.eye(4, dtype=torch.float64)
     cases = [Case((eye,), 4.0, label="4 images, each certainly a different class: 4"),
@@ -116,18 +100,10 @@ def classifier_inception_score(fn) -> None:
               "Classes nobody predicts have probability 0: clamp before log so that 0 * log 0 counts as 0, not NaN")
 
 
-def _gan_ref(pd, pm):
-    m = (pd + pm) / 2
-
-    def kl(a, b):
-        k = a > 0
-        return float((a[k] * (a[k] / b[k]).log()).sum())
-    return -math.log(4) + kl(pd, m) + kl(pm, m)
-
-
 def gan_optimum(fn) -> None:
     """``fn(p_data, p_model)`` -> max over D of V(D, G) = E_data log D + E_model log(1 - D), for two probability
     vectors over the same finite set of outcomes."""
+    from ._reference import _gan_ref  # hidden from graded code
     g = torch.Generator().manual_seed(25)
     half = torch.tensor([0.5, 0.5], dtype=torch.float64)
     cases = [Case((half, half), -math.log(4), label="p_model = p_data: -log 4"),

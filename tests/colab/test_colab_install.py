@@ -1,66 +1,107 @@
-"""Simulate opening a chapter in Colab: the notebook alone in an empty folder, a fresh Python that has
-torch (as Colab does) but not the book, and the chapter's own first cell installing the package.
+"""Every chapter opened "in Colab": alone in an empty folder, in a Python holding Colab's published package
+versions (IPython 7.34, ipywidgets 7.7, numpy 2.1, ...; see ``colab_env.py``), its first cell installing
+the book. The only difference from Colab is where pip gets the book: the install cell reads
+``BOOK_INSTALL_SPEC``, pointed here at a wheel of the checkout (Colab builds the same from the git tag).
 
-The only difference from Colab is where pip gets the package: the install cell reads BOOK_INSTALL_SPEC,
-which this test points at a wheel built from the checkout instead of the git URL (no network here).
-Run by `make colab` (part of `make test`).
+Run by ``make colab`` (part of ``make test``), which builds the base venv and the wheel first::
+
+    python tests/colab/colab_env.py build && pytest -n 2 tests/colab
 """
 import json
 import os
-import shutil
 import subprocess
 import sys
-import venv
 from pathlib import Path
 
+import nbformat
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-CHAPTER = os.environ.get("BOOK_COLAB_CHAPTER", "gradient_descent")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import colab_env as ce  # noqa: E402
 
-RUNNER = r"""
-import json, sys, nbformat
-from nbclient import NotebookClient
-nb = nbformat.read(sys.argv[1], as_version=4)
-NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": sys.argv[2]}}).execute()
-import book, torch
-print(json.dumps({"book": book.__file__, "torch": torch.__version__}))
-"""
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX venv layout")
+CHAPTERS = sorted(p.stem for p in (ce.ROOT / "chapters").glob("*.ipynb"))
+BOOK = "neurons-to-llms-book"
 
 
-def run(cmd, **kw):
-    r = subprocess.run(cmd, text=True, capture_output=True, **kw)
-    if r.returncode:
-        pytest.fail(f"{cmd[:3]} failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-6000:]}")
-    return r
+@pytest.fixture(scope="module")
+def base():
+    return ce.build_base()
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="POSIX paths")
-def test_chapter_installs_book_and_runs_in_a_fresh_environment(tmp_path):
-    wheel_dir = tmp_path / "wheel"
-    run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheel_dir),
-         str(ROOT)])
-    wheel = next(wheel_dir.glob("*.whl"))
+@pytest.fixture(scope="module")
+def wheel():
+    found = sorted((ce.WORK / "wheel").glob("*.whl"))
+    return found[-1] if found else ce.build_wheel()
 
-    env_dir = tmp_path / "colab-venv"
-    venv.EnvBuilder(with_pip=True).create(env_dir)
-    py = env_dir / "bin" / "python"
-    # Colab comes with torch and Jupyter; install the same torch we test with, and the kernel machinery.
-    run([str(py), "-m", "pip", "install", "-q", f"torch=={_torch_version()}", "ipykernel", "nbclient", "nbformat"])
-    work = tmp_path / "content"  # Colab's working folder, with nothing but the notebook
-    work.mkdir()
-    shutil.copy(ROOT / "chapters" / f"{CHAPTER}.ipynb", work)
+
+def test_base_holds_colabs_versions(base):
+    have = ce.installed(base / "bin" / "python")
+    colab = ce.read_pins()
+    for name in ce.KEY_VERSIONS:
+        assert colab[name] == f"{colab[name].split('==')[0]}=={have[name]}"
+    assert BOOK not in have
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_chapter_runs_in_colab_and_its_install_cell_only_adds_the_book(chapter, base, wheel, tmp_path):
+    r = ce.run_chapter(chapter, tmp_path, base, wheel)
+    probe, before, after = r["probe"], r["before"], r["after"]
+    # the kernel was the overlay's Python, and imported the book that the chapter's own cell installed
+    assert probe["python"].startswith(r["venv"]), probe
+    assert probe["book"].startswith(r["venv"]), f"book imported from {probe['book']}, not the fresh env"
+    assert probe["ipywidgets"] == before["ipywidgets"] and probe["ipython"] == before["ipython"]
+    changed = {n: (v, after.get(n)) for n, v in before.items() if after.get(n) != v}
+    assert not changed, f"the install cell changed preinstalled packages: {changed}"
+    assert set(after) - set(before) == {BOOK}, "the install cell added more than the book"
+
+
+def _install_cell_only(path: Path) -> None:
+    nb = nbformat.read(ce.ROOT / "chapters" / "gradient_descent.ipynb", as_version=4)
+    nb.cells = [next(c for c in nb.cells if c.cell_type == "code")]
+    nbformat.write(nb, path)
+
+
+def _run_cell(py, nb_path, spec):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BOOK_", "PYTHONPATH", "VIRTUAL_ENV"))}
-    env.update(BOOK_INSTALL_SPEC=str(wheel), BOOK_STRICT="1", BOOK_THREADS="1", OMP_NUM_THREADS="1")
-    before = run([str(py), "-c", "import importlib.util as u, torch; print(u.find_spec('book'), torch.__version__)"],
-                 env=env, cwd=work).stdout.split()
-    assert before[0] == "None", "the fresh environment must not have the book yet"
-    out = run([str(py), "-c", RUNNER, str(work / f"{CHAPTER}.ipynb"), str(work)], env=env, cwd=work).stdout
-    info = json.loads(out.strip().splitlines()[-1])
-    assert info["book"].startswith(str(env_dir)), f"book was imported from {info['book']}, not the fresh env"
-    assert info["torch"] == before[1], "installing the book must not replace the existing torch"
+    env.update(BOOK_INSTALL_SPEC=spec, PIP_DISABLE_PIP_VERSION_CHECK="1", PYTHONNOUSERSITE="1")
+    code = ("import sys, nbformat\nfrom nbclient import NotebookClient\n"
+            "nb = nbformat.read(sys.argv[1], as_version=4)\n"
+            "NotebookClient(nb, timeout=300, kernel_name='python3').execute()")
+    return subprocess.run([str(py), "-c", code, str(nb_path)], env=env, cwd=nb_path.parent,
+                          text=True, capture_output=True)
 
 
-def _torch_version():
-    import torch
-    return torch.__version__.split("+")[0]
+def test_install_cell_refuses_to_replace_a_preinstalled_package(base, tmp_path):
+    """A book that needed ipywidgets 8 must fail loudly in the cell, not upgrade Colab's ipywidgets;
+    a plain ``pip install`` of the same requirement does upgrade it (so this test can fail)."""
+    nb_path = tmp_path / "cell.ipynb"
+    _install_cell_only(nb_path)
+    py = ce.overlay(base, tmp_path / "venv")
+    r = _run_cell(py, nb_path, "ipywidgets>=8")
+    assert r.returncode != 0 and "installing the book failed" in r.stderr + r.stdout
+    assert ce.installed(py)["ipywidgets"] == "7.7.1"
+    # control: without the held versions pip replaces Colab's ipywidgets
+    plain = subprocess.run([str(py), "-m", "pip", "install", "-q", "--dry-run", "--report", "-",
+                            "ipywidgets>=8"], text=True, capture_output=True)
+    if plain.returncode:
+        pytest.skip(f"the package index is not reachable for the control: {plain.stderr[-300:]}")
+    report = json.loads(plain.stdout)
+    assert any(i["metadata"]["name"] == "ipywidgets" for i in report["install"])
+
+
+def test_widget_unit_tests_pass_under_ipywidgets_7(base, wheel, tmp_path):
+    """The unit tests that build widgets, run against Colab's ipywidgets 7.7.1 (the main venv has 8)."""
+    py = ce.overlay(base, tmp_path / "venv")
+    ce.sh([py, "-m", "pip", "install", "-q", "-c", base / "colab-constraints.txt", wheel, "pytest"],
+          env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
+    tests = [ce.ROOT / "tests" / t for t in ("test_widgets.py", "test_foundations.py")]
+    # run from tmp_path so that the checkout's book/ is not importable: the wheel's book is tested
+    r = subprocess.run([str(tmp_path / "venv" / "bin" / "pytest"), "-q", "-p", "no:cacheprovider",
+                        "-W", "ignore::DeprecationWarning", "--rootdir", str(tmp_path), *map(str, tests)],
+                       cwd=tmp_path, text=True, capture_output=True,
+                       env={**os.environ, "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
+    assert " passed" in r.stdout
+    ver = ce.sh([py, "-c", "import ipywidgets; print(ipywidgets.__version__)"]).stdout.strip()
+    assert ver.startswith("7."), ver

@@ -4,7 +4,7 @@ Command line (from a checkout, or anywhere the ``book`` package is installed)::
 
     python -m book.teach student chapters/gradient_descent.ipynb -o assignments/
     python -m book.teach student chapters/gradient_descent.ipynb --exercises ex-gd-momentum-step,ex-gd-adam-step
-    python -m book.teach grade submissions/ -o grades/ [--hidden hidden.py]
+    python -m book.teach grade submissions/ --chapter chapters/gradient_descent.ipynb -o grades/ [--hidden hidden.py]
     python -m book.teach nbgrader chapters/gradient_descent.ipynb -o source/ps1/   # for nbgrader users
 
 A chapter marks its exercises with cell tags: one code cell tagged ``solution`` (between the MyST gates
@@ -12,19 +12,18 @@ A chapter marks its exercises with cell tags: one code cell tagged ``solution`` 
 ``book.check``. The **student version** replaces each solution by a stub that raises
 ``NotImplementedError`` (keeping signatures and docstrings), turns MyST-only markup into plain Markdown
 that renders in Jupyter and Colab, clears outputs, keeps the checks, and adds nbgrader-compatible cell
-metadata. **Grading** executes each submission with ``BOOK_STRICT=1`` (a failing check raises), scores
-one point per passing check cell (plus the teacher's hidden tests), and writes ``grades.csv`` and one
-feedback file per student. No Docker or JupyterHub is needed. Submissions are untrusted code: grade them
-in a throw-away environment (a container or a separate user account).
+metadata. **Grading** (:mod:`book.teach.grade`) takes only the solution cells of each submission, runs
+them inside the teacher's chapter in a sandbox (:mod:`book.teach.sandbox`), and scores the values the
+submission's functions return on grader-chosen inputs, compared outside the sandbox. See ``teaching.md``.
 """
 from __future__ import annotations
 
 import argparse
 import ast
 import copy
-import csv
 import os
 import re
+import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -263,82 +262,7 @@ def make_student(nb, exercises: list[str] | None = None, root: Path | None = Non
     return nb
 
 
-# --------------------------------------------------------------------------- grading
-def read_hidden_tests(path: Path | None) -> dict[str, str]:
-    """A Python file split into sections by lines ``# exercise: <label>``; each section is extra test code."""
-    if path is None:
-        return {}
-    tests, label = {}, None
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        m = re.match(r"^#\s*exercise:\s*(\S+)\s*$", line)
-        if m:
-            label = m.group(1)
-            tests[label] = ""
-        elif label is not None:
-            tests[label] += line + "\n"
-    return {k: v.strip() for k, v in tests.items() if v.strip()}
-
-
-def _cell_error(cell) -> str | None:
-    for out in cell.get("outputs", []):
-        if out.get("output_type") == "error":
-            return f"{out.get('ename')}: {out.get('evalue')}"
-    return None
-
-
-def _cell_text(cell) -> str:
-    return "".join(o.get("text", "") for o in cell.get("outputs", []) if o.get("output_type") == "stream")
-
-
-def grade_notebook(path: Path, hidden: dict[str, str] | None = None, timeout: int = 600,
-                   workdir: Path | None = None) -> dict:
-    """Execute one submission in strict mode; return per-exercise results and the notebook's other errors."""
-    from nbclient import NotebookClient
-
-    nb = nbformat.read(path, as_version=4)
-    labels = nb.metadata.get("book_student", {}).get("exercises")
-    found = {e.label: e for e in find_exercises_student(nb)}
-    if labels is None:
-        labels = list(found)
-    hidden = hidden or {}
-    # append the teacher's hidden tests right after each exercise's check cell
-    for label in reversed(labels):
-        if label in hidden and label in found:
-            cell = nbformat.v4.new_code_cell(hidden[label])
-            cell.metadata["book_hidden_test"] = label
-            nb.cells.insert(found[label].check + 1, cell)
-    env_before = os.environ.get("BOOK_STRICT")
-    os.environ["BOOK_STRICT"] = "1"
-    try:
-        client = NotebookClient(nb, timeout=timeout, allow_errors=True, kernel_name="python3",
-                                resources={"metadata": {"path": str(workdir or path.parent)}})
-        client.execute()
-    finally:
-        if env_before is None:
-            os.environ.pop("BOOK_STRICT", None)
-        else:
-            os.environ["BOOK_STRICT"] = env_before
-    results, other_errors = {}, []
-    for i, cell in enumerate(nb.cells):
-        if cell.cell_type != "code":
-            continue
-        err = _cell_error(cell)
-        grade = cell.metadata.get("nbgrader", {}).get("grade")
-        hidden_label = cell.metadata.get("book_hidden_test")
-        label = hidden_label or (cell.metadata["nbgrader"]["grade_id"].rsplit("-check", 1)[0] if grade else None)
-        if label is None:
-            if err and "solution" not in cell.metadata.get("tags", []):
-                other_errors.append(f"cell {i}: {err}")
-            continue
-        r = results.setdefault(label, {"passed": 0, "total": 0, "report": []})
-        r["total"] += 1
-        r["passed"] += err is None
-        r["report"].append(("hidden test: " if hidden_label else "") + (_cell_text(cell).strip() or (err or "ok")))
-        if err and hidden_label:
-            r["report"].append(f"hidden test failed: {err}")
-    return {"exercises": results, "other_errors": other_errors}
-
-
+# --------------------------------------------------------------------------- grading (see grade.py)
 def find_exercises_student(nb) -> list[Exercise]:
     """Exercises of a student notebook, located by their nbgrader metadata."""
     out = []
@@ -350,40 +274,6 @@ def find_exercises_student(nb) -> list[Exercise]:
         elif meta.get("grade") and out and gid == f"{out[-1].label}-check":
             out[-1].check = i
     return out
-
-
-def grade_folder(submissions: Path, out: Path, hidden_path: Path | None = None, timeout: int = 600) -> Path:
-    """Grade every ``*.ipynb`` in ``submissions``; write ``grades.csv`` and ``feedback/<student>.md`` to ``out``."""
-    subs = sorted(Path(submissions).glob("*.ipynb"))
-    if not subs:
-        raise FileNotFoundError(f"no .ipynb submissions in {submissions}")
-    hidden = read_hidden_tests(hidden_path)
-    out = Path(out)
-    (out / "feedback").mkdir(parents=True, exist_ok=True)
-    rows, labels = [], []
-    for sub in subs:
-        res = grade_notebook(sub, hidden, timeout)
-        for label in res["exercises"]:
-            if label not in labels:
-                labels.append(label)
-        rows.append((sub.stem, res))
-        lines = [f"# Feedback for {sub.stem}", ""]
-        for label, r in res["exercises"].items():
-            mark = "✓" if r["passed"] == r["total"] else "✗"
-            lines += [f"## {mark} {label}: {r['passed']}/{r['total']}", "", "```", *r["report"], "```", ""]
-        if res["other_errors"]:
-            lines += ["## Other cells that failed", "", *[f"- {e}" for e in res["other_errors"]]]
-        (out / "feedback" / f"{sub.stem}.md").write_text("\n".join(lines), encoding="utf-8")
-    csv_path = out / "grades.csv"
-    with open(csv_path, "w", newline="", encoding="utf-8") as f:
-        w = csv.writer(f)
-        w.writerow(["student", *labels, "score", "max_score", "other_errors"])
-        for student, res in rows:
-            ex = res["exercises"]
-            got = [ex.get(lb, {"passed": 0})["passed"] for lb in labels]
-            top = sum(ex.get(lb, {"total": 0})["total"] for lb in labels)
-            w.writerow([student, *got, sum(got), top, len(res["other_errors"])])
-    return csv_path
 
 
 # --------------------------------------------------------------------------- command line
@@ -400,24 +290,40 @@ def main(argv=None) -> int:
     n.add_argument("--exercises", help="comma-separated exercise labels to keep (default: all)")
     g = sub.add_parser("grade", help="grade a folder of submitted notebooks")
     g.add_argument("submissions", type=Path)
+    g.add_argument("--chapter", type=Path, required=True,
+                   help="the teacher's chapter WITH solutions (e.g. chapters/gradient_descent.ipynb)")
     g.add_argument("-o", "--out", type=Path, default=Path("grades"))
     g.add_argument("--hidden", type=Path, help="hidden tests: a .py file with '# exercise: <label>' sections")
-    g.add_argument("--timeout", type=int, default=600, help="seconds per cell")
+    g.add_argument("--exercises", help="comma-separated exercise labels graded (default: all of the chapter)")
+    g.add_argument("--timeout", type=float, default=600, help="seconds per notebook (default 600)")
+    g.add_argument("--memory-mb", type=int, default=4096, help="memory limit per notebook (default 4096)")
     a = p.parse_args(argv)
     if a.cmd in ("student", "nbgrader"):
         a.out.mkdir(parents=True, exist_ok=True)
         chosen = a.exercises.split(",") if a.exercises else None
         make = make_student if a.cmd == "student" else make_nbgrader_source
         for path in a.chapters:
-            nb = make(nbformat.read(path, as_version=4), chosen, page=f"chapters/{path.stem}")
             target = a.out / path.name
+            if target.exists() and target.resolve() == path.resolve():
+                p.error(f"refusing to write the {a.cmd} version of {path} over the chapter itself: choose "
+                        "another -o folder")
+            nb = make(nbformat.read(path, as_version=4), chosen, page=f"chapters/{path.stem}")
             nbformat.write(nb, target)
             print(f"wrote {target}")
-    else:
-        csv_path = grade_folder(a.submissions, a.out, a.hidden, a.timeout)
-        print(f"wrote {csv_path} and {a.out / 'feedback'}/")
+        return 0
+    # a polite stop (kill, logout) must still leave a complete grades.csv: turn it into KeyboardInterrupt
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        csv_path = grade_folder(a.submissions, a.out, a.hidden, a.timeout, chapter=a.chapter,
+                                exercises=a.exercises.split(",") if a.exercises else None, memory_mb=a.memory_mb)
+    except KeyboardInterrupt:
+        print(f"interrupted: {a.out / 'grades.csv'} lists what was graded so far", file=sys.stderr)
+        return 130
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {csv_path}, {a.out / 'feedback'}/ and {a.out / 'warnings.txt'}")
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+from .grade import grade_folder, grade_notebook, read_hidden_tests  # noqa: E402,F401  (public API)
