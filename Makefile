@@ -76,7 +76,8 @@ unit: $(STAMP)
 notebooks: $(STAMP)
 	$(NB_ENV) $(BIN)/python -m pytest -q --nbval-lax -n $(JOBS) --dist loadscope -p no:cacheprovider chapters
 
-# every chapter's student version fails exactly at its check cells (see book/teach.py)
+# every chapter's student version fails exactly at its check cells (see book/teach), run as the dry run
+# of the gpu profile (BOOK_DRYRUN: gpu shapes and sizes, few steps), so gpu configuration errors fail here
 student: $(STAMP)
 	$(NB_ENV) $(BIN)/python -m pytest -q -n $(JOBS) -p no:cacheprovider tests/student
 

@@ -40,6 +40,21 @@ class CausalSelfAttention(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         self.weights = None  # the last attention weights, when asked for
 
+    def mask(self, T: int, past: int, device) -> torch.Tensor:
+        """(T, past + T) booleans: query t (absolute position past + t) may see keys 0 .. past + t."""
+        mask = torch.ones(T, past + T, dtype=torch.bool, device=device)
+        return mask.tril(diagonal=past) if self.causal else mask
+
+    def sdpa_mask(self, T: int, past: int, device) -> dict:
+        """The same rule as ``mask``, said the cheapest way to ``scaled_dot_product_attention``: an
+        explicit mask rules out the flash kernel on CUDA, so pass ``is_causal`` (or nothing) when it
+        says the same -- always, except for several new tokens after a cache."""
+        if not self.causal or T == 1:          # every key visible
+            return {}
+        if past == 0:
+            return {"is_causal": True}
+        return {"attn_mask": self.mask(T, past, device)}
+
     def forward(self, x, cache: list | None = None, keep_weights: bool = False):
         B, T, C = x.shape
         h = self.n_head
@@ -51,15 +66,11 @@ class CausalSelfAttention(nn.Module):
                 past = cache[0].shape[2]
                 k, v = torch.cat([cache[0], k], 2), torch.cat([cache[1], v], 2)  # (B, h, past + T, C/h)
             cache[:] = [k, v]
-        # query t (absolute position past + t) may see keys 0 .. past + t
-        mask = torch.ones(T, past + T, dtype=torch.bool, device=x.device)
-        if self.causal:
-            mask = mask.tril(diagonal=past)
         if keep_weights:
-            y, self.weights = attention(q, k, v, mask)
+            y, self.weights = attention(q, k, v, self.mask(T, past, x.device))
         else:
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
-                                               dropout_p=self.drop.p if self.training else 0.0)
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=self.drop.p if self.training else 0.0,
+                                               **self.sdpa_mask(T, past, x.device))
         y = y.transpose(1, 2).reshape(B, T, C)                                    # (B, T, C)
         return self.drop(self.proj(y))
 

@@ -32,9 +32,13 @@ def batch_sampler(ids: torch.Tensor, block: int, batch: int, generator: torch.Ge
     if len(ids) <= block + 1:
         raise ValueError(f"text of {len(ids)} tokens is too short for windows of {block}")
 
+    cuda = torch.device(device).type == "cuda"
+
     def get_batch(step):
         i = torch.randint(0, len(ids) - block - 1, (batch,), generator=generator)
         offs = i[:, None] + torch.arange(block + 1)       # (B, block + 1)
-        w = ids[offs].to(device)
+        w = ids[offs]
+        # page-locked memory lets the copy to the GPU overlap with the previous step's work (as nanoGPT does)
+        w = w.pin_memory().to(device, non_blocking=True) if cuda else w.to(device)
         return w[:, :-1], w[:, 1:]                          # (B, block), (B, block)
     return get_batch

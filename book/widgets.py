@@ -29,12 +29,12 @@ class TrainingDashboard(Callback):
     (``log_every``); gradient norms and activation samples are taken on those steps alone, so the other
     steps pay nothing. Redrawing (about 0.1-0.3 s for four panels) is rationed: after a redraw that took
     ``c`` seconds the next one waits at least ``max(min_seconds, c / max_overhead)`` seconds, so drawing
-    costs at most ~``max_overhead`` of the training time (the data of every log point is still recorded).
+    costs at most ~``max_overhead`` (5 %) of the training time (the data of every log point is still recorded).
     The final state is always drawn, and ``replay()`` returns a player of all recorded snapshots.
     """
 
     def __init__(self, model: nn.Module, title: str = "training", min_seconds: float = 0.5,
-                 max_overhead: float = 0.1, bins: int = 40, sample: int = 4096):
+                 max_overhead: float = 0.05, bins: int = 40, sample: int = 4096):
         if not 0 < max_overhead <= 1:
             raise ValueError(f"max_overhead is a fraction of training time in (0, 1], got {max_overhead}")
         self.model, self.title, self.min_seconds, self.max_overhead = model, title, min_seconds, max_overhead

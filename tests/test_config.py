@@ -92,3 +92,41 @@ def test_amp_dtype_is_fp16_below_ampere_and_never_bf16_there(monkeypatch, capabi
     cpu = Env(device=torch.device("cpu"), profile="cpu", seed=0, threads=1, generator=torch.Generator())
     assert cpu.amp_dtype is None
 
+
+
+def test_dry_run_shrinks_counts_and_keeps_sizes(monkeypatch):
+    from book.config import shrink
+    monkeypatch.setenv("BOOK_DRYRUN", "1")
+    env = setup(seed=0, device="cpu", verbose=False)
+    assert env.dry and env.profile == "gpu"            # the gpu configuration, on whatever device
+    cfg = env.pick(cpu=dict(steps=500, epochs=6, batch=32, block=64, test_per_class=100, seeds=5, lr=1e-3,
+                            kd_steps=(1000, 3000), recipe=dict(steps=4000, n_embd=256), val_batches=1),
+                   gpu=dict(steps=5000, epochs=15, batch=64, block=256, test_per_class=300, val_batches=100))
+    assert (cfg.steps, cfg.epochs, cfg.seeds, cfg.kd_steps, cfg.val_batches) == (2, 1, 2, (2, 4), 2)
+    assert (cfg.batch, cfg.block, cfg.test_per_class, cfg.lr) == (64, 256, 300, 1e-3)  # what can be wrong
+    assert cfg.recipe == {"steps": 2, "n_embd": 256}
+    assert shrink("seeds", [3, 4, 5]) == [3] and shrink("pretrain_live", True) is True
+    monkeypatch.setenv("BOOK_DRYRUN", "0")
+    assert not setup(seed=0, device="cpu", verbose=False).dry
+
+
+def test_dry_run_counts_notebook_asserts_but_still_evaluates_them():
+    import ast
+    from book.config import DRY_ASSERTS, _CountAsserts, _dry_assert
+    code = "x = 1\nassert x == 2, 'learning threshold'\ny = 3\nassert undefined_name > 0"
+    tree = ast.fix_missing_locations(_CountAsserts().visit(ast.parse(code)))
+    ns = {"__book_dry_assert__": _dry_assert}
+    DRY_ASSERTS.clear()
+    with pytest.raises(NameError):                      # an error computing the condition still fails
+        exec(compile(tree, "<cell>", "exec"), ns)
+    assert ns["y"] == 3 and DRY_ASSERTS == [(False, "x == 2")]
+
+
+def test_dry_overrides_apply_only_in_the_dry_run(monkeypatch):
+    kw = dict(cpu=dict(steps=10, mlp_batch=256), gpu=dict(mlp_batch=16384), dry=dict(mlp_batch=1024))
+    monkeypatch.setenv("BOOK_DRYRUN", "1")
+    assert setup(device="cpu", verbose=False).pick(**kw).mlp_batch == 1024
+    monkeypatch.delenv("BOOK_DRYRUN")
+    assert setup(device="cpu", profile="gpu", verbose=False).pick(**kw).mlp_batch == 16384
+    with pytest.raises(KeyError, match="dry profile"):
+        setup(device="cpu", verbose=False).pick(cpu=dict(a=1), dry=dict(b=2))

@@ -145,3 +145,18 @@ def test_generation_and_attention_explorers():
     assert "<script" in ae.player("head", [0, 1]).data
     with pytest.raises(ValueError, match="layer must be"):
         AttentionExplorer(m, v, layer=5)
+
+
+@pytest.mark.parametrize("causal", [True, False])
+@pytest.mark.parametrize("T, past", [(1, 0), (6, 0), (1, 5), (4, 5)])
+def test_sdpa_gets_is_causal_instead_of_a_mask_where_it_means_the_same(causal, T, past):
+    """No boolean mask without a cache (it rules out CUDA's flash kernel); every case equals the explicit rule."""
+    attn = CausalSelfAttention(GPTConfig(vocab_size=11, block_size=16, n_head=2, n_embd=16, causal=causal))
+    kw = attn.sdpa_mask(T, past, "cpu")
+    if past == 0 or T == 1 or not causal:
+        assert "attn_mask" not in kw
+    q = torch.randn(2, 2, T, 8)
+    k, v = torch.randn(2, 2, past + T, 8), torch.randn(2, 2, past + T, 8)
+    ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=attn.mask(T, past, "cpu"))
+    got = torch.nn.functional.scaled_dot_product_attention(q, k, v, **kw)
+    assert torch.allclose(got, ref, atol=1e-6)

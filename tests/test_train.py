@@ -126,3 +126,24 @@ def test_evaluate_restores_training_mode():
     model.train()
     out = evaluate(model, x, y, batch_size=7)
     assert model.training and 0 <= out["acc"] <= 1 and out["loss"] > 0
+
+
+def test_fit_reads_values_from_the_device_only_at_log_points(monkeypatch):
+    """The rule for training loops (a GPU runs ahead of Python until something reads a value back):
+    `.item()`, `.tolist()`, `float(t)` and `.cpu()` happen per log point, not per step."""
+    reads = []
+    for name in ("item", "tolist", "__float__", "cpu"):
+        orig = getattr(torch.Tensor, name)
+        monkeypatch.setattr(torch.Tensor, name, lambda self, *a, _o=orig, _n=name, **k: reads.append(_n) or _o(self, *a, **k))
+
+    def count(steps, log_every):
+        reads.clear()
+        x, y = make_2d("blobs", n=64, seed=0)
+        model = blobs_model()
+        fit(model, (x, y), torch.optim.SGD(model.parameters(), lr=0.1), steps=steps, batch_size=8,
+            log_every=log_every, progress=False)
+        return len(reads)
+
+    per_log = count(10, 10)                  # one log point
+    assert count(40, 10) <= 4 * per_log      # four log points, 40 steps: reads grow with logs, not steps
+    assert count(40, 40) == per_log

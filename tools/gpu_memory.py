@@ -58,6 +58,7 @@ VOCAB = 65                    # characters in the shipped Tiny Shakespeare (book
 class _StubEnv:
     """Stands in for ``book.config.Env`` so the notebook's own ``env.pick(...)`` runs with profile ``gpu``."""
     profile = "gpu"
+    dry = False          # the real gpu configuration, not the dry run
     pick = Env.pick
 
 
@@ -448,10 +449,13 @@ def _vae_loss(out, xs):
 def ch_gpt(c):
     g = gpt(c.n_layer, c.n_head, c.n_embd, c.block)
     desc = gpt_desc(c.n_layer, c.n_head, c.n_embd, c.block)
-    val = 2 * 64 * c.block * 8
+    windows = 64 * c.val_batches                      # validation windows, kept on the device (int64 x, y)
+    val = 2 * windows * c.block * 8
+    eval_batch = min(2048, windows)                   # book.train.evaluate's batch_size
     return [Phase(Workload(desc, g, tokens(c.block), c.batch, lm_loss, "adamw"), val, 0, True,
                   f"fit, batch {c.batch}, AdamW"),
-            Phase(Workload(desc, g, tokens(c.block), 64, None, "adamw"), val, 0, False, "validation, 64 windows")]
+            Phase(Workload(desc, g, tokens(c.block), eval_batch, None, "adamw"), val, 0, False,
+                  f"validation: {windows} windows in batches of {eval_batch} (no grad)")]
 
 
 def ch_gradient_descent(c):

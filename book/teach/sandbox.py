@@ -117,6 +117,8 @@ class Sandbox:
         args = ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
                 "--unshare-all", "--die-with-parent", "--new-session", "--cap-drop", "ALL",
                 "--uid", str(NOBODY), "--gid", str(NOBODY)]
+        for p in self._needed_under_tmp():  # the private /tmp would hide them (a checkout or venv in /tmp)
+            args += ["--ro-bind", str(p), str(p)]
         for p in self.hide:  # hidden tests, submissions, outputs, the teacher's chapter, other jobs
             if p.is_dir():
                 args += ["--tmpfs", str(p)]
@@ -125,6 +127,16 @@ class Sandbox:
         if self.reference is not None and Path(self.reference).exists():
             args += ["--ro-bind", "/dev/null", str(self.reference)]
         return args + ["--bind", str(job), INSIDE, "--chdir", INSIDE]
+
+    def _needed_under_tmp(self) -> list[Path]:
+        """What the job's Python needs that lies below /tmp: its venv and the book's code and data."""
+        import importlib.util
+
+        import book
+        assets = importlib.util.find_spec("book_assets")  # a namespace package: no __file__
+        needed = [Path(self.python).absolute().parent.parent, Path(book.__file__).resolve().parent,
+                  *(Path(p).resolve() for p in (assets.submodule_search_locations or []) if assets)]
+        return [p for p in needed if Path("/tmp") in p.parents and p.is_dir()]
 
     def _env(self, home: str) -> dict:
         """Only what Python needs: no paths of the grader, its arguments or its secrets."""

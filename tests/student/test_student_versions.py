@@ -1,7 +1,12 @@
-"""CI proof of the teacher's workflow on every chapter (run by `make student`, two chapters at a time).
+"""CI proof of the teacher's workflow and of every chapter's gpu configuration (run by `make student`,
+two chapters at a time).
 
 The student version of a chapter must fail exactly at its check cells (every solution is a stub, so
 every check raises in strict mode) and nowhere else: a student who opens it sees no unrelated errors.
+It runs as the **dry run of the gpu profile** (``BOOK_DRYRUN=1``, see ``book.config``): the gpu
+configuration's shapes, data sizes and batch sizes with a few steps, asserts counted rather than
+enforced, so a configuration error of the gpu profile fails here on the CPU (``BOOK_DRYRUN=0`` runs the
+student versions in the cpu profile instead). Each chapter's full run is in `make colab` and the build.
 """
 import os
 from pathlib import Path
@@ -20,6 +25,7 @@ CHAPTERS = sorted((ROOT / "chapters").glob("*.ipynb"))
 def test_student_version_fails_exactly_at_its_checks(path, tmp_path, monkeypatch):
     monkeypatch.setenv("BOOK_STRICT", "1")
     monkeypatch.setenv("BOOK_THREADS", os.environ.get("BOOK_THREADS", "1"))
+    monkeypatch.setenv("BOOK_DRYRUN", os.environ.get("BOOK_DRYRUN", "1"))
     student = make_student(nbformat.read(path, as_version=4), page=f"chapters/{path.stem}")
     checks = {e.check for e in find_exercises_student(student) if e.check is not None}
     assert len(checks) >= 4, "a chapter needs at least four self-checked exercises"
