@@ -81,7 +81,7 @@ def test_every_chapter_is_in_the_table_and_fits_a_t4():
 
 def test_a_huge_config_is_reported_as_not_fitting():
     # the gpt chapter at GPT-2 medium size, batch 64 x block 1024: tens of GiB of activations
-    huge = SimpleNamespace(n_layer=24, n_head=16, n_embd=1024, block=1024, batch=64)
+    huge = SimpleNamespace(n_layer=24, n_head=16, n_embd=1024, block=1024, batch=64, val_batches=1)
     est = gm.estimate_chapter("gpt", huge)
     assert not est.fits and est.peak > 2 * gm.T4_USABLE
     assert "**no**" in gm.markdown_table([est])
