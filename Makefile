@@ -9,7 +9,7 @@ MATHJAX := $(VENV)/mathjax/node_modules/mathjax/es5
 # nbval workers each get one CPU thread: two 2-thread trainings on 2 cores run 4-9x slower.
 NB_ENV  := BOOK_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 BOOK_STRICT=1 MPLBACKEND=module://matplotlib_inline.backend_inline
 
-.PHONY: book test unit notebooks student colab build site lab clean distclean
+.PHONY: book test lint unit notebooks student colab build site lab clean distclean
 
 # torch for CPU machines: PyTorch's CPU wheel index when it answers (the default index's Linux torch is
 # a CUDA build of several GB); otherwise the default index (or a local wheel your pip is configured with).
@@ -67,7 +67,11 @@ $(MATHJAX):
 ## make test: unit tests, every chapter in a Colab-like environment, student versions, the -W build, the site
 # (`make notebooks`, every chapter under nbval in this venv, is left out: the build executes every chapter
 # in this venv with BOOK_STRICT=1 anyway, and `make colab` does so under Colab's package versions)
-test: unit colab student build site
+test: lint unit colab student build site
+
+## make lint: ruff over book/, tools/ and tests/ (configuration in pyproject.toml)
+lint: $(STAMP)
+	$(BIN)/ruff check
 
 unit: $(STAMP)
 	OMP_NUM_THREADS=1 MPLBACKEND=Agg $(BIN)/python -m pytest -q -n $(JOBS) tests \

@@ -4,7 +4,6 @@ from __future__ import annotations
 import math
 
 import matplotlib.pyplot as plt
-import numpy as np
 import torch
 from torch import nn
 
@@ -147,12 +146,3 @@ class ActivationStats(Callback):
 
     def final(self) -> dict:
         return {n: v[-1] for n, v in self.values.items()}
-
-
-def plot_activation(ax_f, ax_df, name: str, scale: float = 1.0):
-    """Draw f and f' of activation ``name`` on [-scale·5, scale·5]."""
-    f, df = get(name)
-    x = torch.linspace(-5 * scale, 5 * scale, 400)
-    ax_f.plot(x, f(x), label=name)
-    ax_df.plot(x, df(x), label=name)
-    return np.asarray(x)

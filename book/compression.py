@@ -17,13 +17,13 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
-import statistics
-import time
 import warnings
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .hardware import time_step
 
 # ============================================================================ quantization from scratch
 
@@ -272,22 +272,12 @@ def latency_ms(model: nn.Module, x: torch.Tensor, repeats: int = 20, warmup: int
     The median ignores the occasional slow run caused by other processes; on CUDA we synchronise around
     each pass so that queued kernels are counted.
     """
-    if repeats < 1:
-        raise ValueError(f"repeats must be >= 1, got {repeats}")
     was_training = model.training
     model.eval()
-    sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
-    for _ in range(warmup):
-        model(x)
-    times = []
-    for _ in range(repeats):
-        sync()
-        t0 = time.perf_counter()
-        model(x)
-        sync()
-        times.append(time.perf_counter() - t0)
-    model.train(was_training)
-    return 1000 * statistics.median(times)
+    try:
+        return 1000 * time_step(lambda: model(x), x.device, repeats=repeats, warmup=warmup)
+    finally:
+        model.train(was_training)
 
 
 # ============================================================================ pruning
@@ -542,7 +532,8 @@ class CompressionExplorer:
 
 
 def prune_finetune_curve(model: nn.Module, sparsities, train: tuple, test: tuple, *, ft_steps: int = 100,
-                         lr: float = 1e-3, batch_size: int = 64, generator: torch.Generator | None = None) -> list[dict]:
+                         lr: float = 1e-3, batch_size: int = 64,
+                         generator: torch.Generator | None = None) -> list[dict]:
     """For each sparsity: prune a copy of ``model`` globally by magnitude, measure test accuracy, fine-tune it for
     ``ft_steps`` Adam steps with the mask held fixed, measure again. Returns one dict per sparsity with keys
     ``sparsity``, ``measured`` (zeros actually present), ``pruned`` and ``finetuned`` (accuracies)."""

@@ -65,6 +65,15 @@ def pick_profile(device: torch.device, prefer: str | None = None) -> str:
     return want
 
 
+def sync(device) -> None:
+    """Wait for queued GPU work (CUDA or MPS), so that a timer measures the work and not just its launch."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
 def dry_run() -> bool:
     """Whether ``$BOOK_DRYRUN`` asks for the dry run of the gpu configuration (see the module docstring)."""
     return os.environ.get("BOOK_DRYRUN", "").strip() not in ("", "0", "false", "False")

@@ -26,7 +26,8 @@ def _check(x, w):
 
 
 def conv2d_loops(x, w, b=None, stride: int = 1, padding: int = 0, dilation: int = 1):
-    """The definition, one output pixel at a time: out[n, o, i, j] = b[o] + Σ_{c,u,v} x[n, c, i·s + u·d, j·s + v·d] w[o, c, u, v]."""
+    """The definition, one output pixel at a time:
+    out[n, o, i, j] = b[o] + Σ_{c,u,v} x[n, c, i·s + u·d, j·s + v·d] w[o, c, u, v]."""
     _check(x, w)
     N, C, H, W = x.shape
     O, _, kh, kw = w.shape

@@ -165,7 +165,8 @@ def _worker(args) -> None:
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description="Data-parallel training of a small MNIST MLP with DDP (run under torchrun).")
+    p = argparse.ArgumentParser(
+        description="Data-parallel training of a small MNIST MLP with DDP (run under torchrun).")
     p.add_argument("--out", required=True)
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--batch", type=int, default=64, help="global batch (split over the processes)")
@@ -177,7 +178,8 @@ def main(argv=None):
                    help="default: nccl with one GPU per process, else gloo")
     args = p.parse_args(argv)
     if "RANK" not in os.environ:
-        sys.exit("run me under torchrun: python -m torch.distributed.run --nproc_per_node 2 -m book.distributed --out r.pt")
+        sys.exit("run me under torchrun: "
+                 "python -m torch.distributed.run --nproc_per_node 2 -m book.distributed --out r.pt")
     _worker(args)
 
 

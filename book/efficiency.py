@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import statistics
 import time
 from typing import Callable
 
@@ -25,6 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
+
+from .config import sync
+from .hardware import time_step  # noqa: F401 -- the chapter imports it from here
 
 # name -> (dtype, exponent bits, mantissa bits); one sign bit each
 FORMATS = {"float32": (torch.float32, 8, 23), "float16": (torch.float16, 5, 10), "bfloat16": (torch.bfloat16, 8, 7)}
@@ -217,19 +219,13 @@ def amp_context(device, dtype: torch.dtype | None):
     return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
 
 
-def sync(device) -> None:
-    """Wait for queued GPU work, so that a timer measures the work and not just its launch."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
 
 
 def split_batch(x: torch.Tensor, y: torch.Tensor, k: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """``k`` equal micro-batches of ``(x, y)`` along the first dimension."""
     if k < 1 or len(x) % k:
-        raise ValueError(f"a batch of {len(x)} cannot be split into {k} equal micro-batches; choose k dividing {len(x)}")
+        raise ValueError(f"a batch of {len(x)} cannot be split into {k} equal micro-batches; "
+                         f"choose k dividing {len(x)}")
     if len(x) != len(y):
         raise ValueError(f"x has {len(x)} examples but y has {len(y)}")
     return list(zip(x.chunk(k), y.chunk(k)))
@@ -498,18 +494,3 @@ def layernorm_gelu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, ep
     var = ((x - mu) ** 2).mean(-1, keepdim=True)                    # (..., 1), biased, as LayerNorm
     h = (x - mu) / torch.sqrt(var + eps) * weight + bias
     return 0.5 * h * (1 + torch.tanh(math.sqrt(2 / math.pi) * (h + 0.044715 * h ** 3)))
-
-
-def time_step(step: Callable[[], None], device, repeats: int = 10, warmup: int = 3) -> float:
-    """Seconds of ``step()``: the median of ``repeats`` timed calls after ``warmup`` untimed ones (compilation,
-    allocator, caches), synchronising the device around each timed call."""
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(repeats):
-        sync(device)
-        t0 = time.perf_counter()
-        step()
-        sync(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)

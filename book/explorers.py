@@ -206,7 +206,8 @@ class GenerationExplorer(_Explorer):
             self.fig, self.ax = plt.subplots(figsize=(10, 3.2), dpi=80)
         self.ax.clear()
         self.ax.axis("off")
-        how = "greedy" if s["greedy"] else (f"T={s['temperature']:.2g}" + (f", top-k {s['top_k']}" if s["top_k"] else "")
+        how = "greedy" if s["greedy"] else (f"T={s['temperature']:.2g}"
+                                            + (f", top-k {s['top_k']}" if s["top_k"] else "")
                                             + (f", top-p {s['top_p']:.2g}" if s["top_p"] < 1 else ""))
         self.ax.set_title(how)
         self.ax.text(0, 1, (s["prompt"] + text)[:600], family="monospace", fontsize=8, va="top", wrap=True)

@@ -111,11 +111,13 @@ class GPT(nn.Module):
     def forward(self, idx, caches: list | None = None, keep_weights: bool = False):
         """idx (B, T) token ids -> logits (B, T, vocab). ``caches``: one list per block for the KV cache."""
         if idx.ndim != 2 or idx.dtype != torch.long:
-            raise ValueError(f"expected token ids of shape (batch, time) and dtype long, got {tuple(idx.shape)} {idx.dtype}")
+            raise ValueError("expected token ids of shape (batch, time) and dtype long, "
+                             f"got {tuple(idx.shape)} {idx.dtype}")
         B, T = idx.shape
         past = caches[0][0].shape[2] if caches and caches[0] else 0
         if past + T > self.cfg.block_size:
-            raise ValueError(f"sequence of {past + T} tokens exceeds block_size={self.cfg.block_size}; crop the context")
+            raise ValueError(f"sequence of {past + T} tokens exceeds block_size={self.cfg.block_size}; "
+                             "crop the context")
         pos = torch.arange(past, past + T, device=idx.device)
         x = self.drop(self.tok(idx) + self.pos(pos))                          # (B, T, C)
         for i, block in enumerate(self.blocks):

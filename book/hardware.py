@@ -1,16 +1,31 @@
 """How fast is this machine? Matrix-multiply throughput, measured."""
 from __future__ import annotations
 
+import statistics
 import time
+from typing import Callable
 
 import torch
 
+from .config import sync
 
-def _sync(device: torch.device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
+
+def time_step(step: Callable[[], None], device, repeats: int = 10, warmup: int = 3) -> float:
+    """Seconds of ``step()``: the median of ``repeats`` timed calls after ``warmup`` untimed ones (compilation,
+    allocator, caches), synchronising the device around each timed call. The median ignores the occasional
+    slow call caused by other processes."""
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(repeats):
+        sync(device)
+        t0 = time.perf_counter()
+        step()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
 
 
 def matmul_gflops(n: int, device="cpu", dtype=torch.float32, repeats: int | None = None,
@@ -26,17 +41,17 @@ def matmul_gflops(n: int, device="cpu", dtype=torch.float32, repeats: int | None
     a = torch.randn(n, n, device=device).to(dtype)
     b = torch.randn(n, n, device=device).to(dtype)
     a @ b
-    _sync(device)
+    sync(device)
     if repeats is None:  # calibrate
         t0 = time.perf_counter()
         a @ b
-        _sync(device)
+        sync(device)
         one = max(time.perf_counter() - t0, 1e-7)
         repeats = max(1, min(1000, int(min_seconds / one)))
     t0 = time.perf_counter()
     for _ in range(repeats):
         a @ b
-    _sync(device)
+    sync(device)
     seconds = time.perf_counter() - t0
     return 2 * n ** 3 * repeats / seconds / 1e9
 
@@ -56,7 +71,8 @@ def gpu_peak_tflops(device="cuda") -> dict | None:
     if not torch.cuda.is_available():
         return None
     name = torch.cuda.get_device_name(device)
-    table = {"H100 PCIe": {"fp32": 51.2, "bf16": 756.0}, "H100": {"fp32": 67.0, "bf16": 989.0}, "H200": {"fp32": 67.0, "bf16": 989.0},
+    table = {"H100 PCIe": {"fp32": 51.2, "bf16": 756.0}, "H100": {"fp32": 67.0, "bf16": 989.0},
+             "H200": {"fp32": 67.0, "bf16": 989.0},
              "A100": {"fp32": 19.5, "bf16": 312.0}, "T4": {"fp32": 8.1, "fp16": 65.0},
              "L4": {"fp32": 30.3, "bf16": 121.0}, "V100": {"fp32": 15.7, "fp16": 125.0}}
     for key, peak in table.items():

@@ -1,7 +1,6 @@
 """Models used across chapters: a LeNet-style CNN and configurable deep MLPs."""
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 INITS = ("default", "naive", "xavier", "he")
@@ -35,7 +34,8 @@ def deep_mlp(depth: int = 8, width: int = 256, act: str = "tanh", init: str = "d
     """A plain deep MLP for initialisation/normalisation experiments.
 
     ``init``: ``default`` (PyTorch's), ``naive`` (N(0, 0.01²): the classic too-small init), ``xavier``
-    (variance 2/(fan_in + fan_out)), ``he`` (variance 2/fan_in for ReLU; gain 5/3 for tanh). ``norm``: None, ``batch`` or ``layer``.
+    (variance 2/(fan_in + fan_out)), ``he`` (variance 2/fan_in for ReLU; gain 5/3 for tanh).
+    ``norm``: None, ``batch`` or ``layer``.
     """
     if init not in INITS:
         raise ValueError(f"unknown init {init!r}; choose one of {INITS}")

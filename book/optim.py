@@ -23,8 +23,13 @@ class ScratchOptimizer:
         self.t = 0  # number of steps taken (Adam's bias correction needs it)
 
     def zero_grad(self, set_to_none: bool = True):
+        """Forget the gradients, as ``torch.optim.Optimizer.zero_grad`` does: drop them (``None``), or
+        fill them with zeros when ``set_to_none=False``."""
         for p in self.params:
-            p.grad = None
+            if set_to_none or p.grad is None:
+                p.grad = None
+            else:
+                p.grad.zero_()
 
     @torch.no_grad()
     def step(self):

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .data import TOY_DATASETS, make_2d
-from .viz import LiveFigure, player
+from .viz import LiveFigure, even_frames, player
 
 ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "sigmoid": nn.Sigmoid, "linear": nn.Identity}
 DEFAULTS = dict(dataset="spirals", noise=0.1, n=400, hidden=(16, 16), activation="tanh", lr=0.03, l2=0.0,
@@ -99,7 +99,8 @@ class Playground:
             if step % s["every"] == 0 or step == s["steps"]:
                 self.snapshots.append(self._snapshot(step, grid, (xt, yt), (xv, yv)))
                 if not math.isfinite(self.snapshots[-1]["train_loss"]):
-                    raise FloatingPointError(f"loss became NaN at step {step}: lower lr (now {s['lr']}) or check the data for NaN")
+                    raise FloatingPointError(f"loss became NaN at step {step}: lower lr (now {s['lr']}) "
+                                             "or check the data for NaN")
                 t0 = time.perf_counter()
                 if live and (t0 >= next_draw or step == s["steps"]):
                     self.draw(len(self.snapshots) - 1)
@@ -225,8 +226,7 @@ class Playground:
         """A JavaScript player of the recorded snapshots (works in the static site)."""
         if not self.snapshots:
             raise RuntimeError("nothing to replay: call train() first")
-        frames = np.unique(np.linspace(0, len(self.snapshots) - 1, min(max_frames, len(self.snapshots)))
-                           .round().astype(int))
+        frames = even_frames(len(self.snapshots), max_frames)
         return player(lambda i: self.draw(int(frames[i])), len(frames), self._figure(), interval=300)
 
 

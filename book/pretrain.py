@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import argparse
-import hashlib
 import math
 import time
 from dataclasses import asdict
@@ -21,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .data import sha256
 from .gpt import GPT, GPTConfig, gpt_loss
 from .text import CharVocab
 
@@ -187,13 +187,12 @@ def load_checkpoint(path=None, device="cpu"):
     model = GPT(GPTConfig(**ck["config"]))
     missing, unexpected = model.load_state_dict(ck["state"], strict=False)
     if unexpected or set(missing) - {"head.weight"}:
-        raise ValueError(f"checkpoint {path} does not fit GPT({ck['config']}): missing {missing}, unexpected {unexpected}")
+        raise ValueError(f"checkpoint {path} does not fit GPT({ck['config']}): "
+                         f"missing {missing}, unexpected {unexpected}")
     vocab = CharVocab(ck["chars"])
     return model.to(device), vocab, ck["meta"]
 
 
-def sha256(path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 @torch.no_grad()

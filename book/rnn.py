@@ -32,7 +32,8 @@ class _Cell(nn.Module):
             for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
                 src = getattr(module, name + suffix)
                 if src.shape != getattr(self, name).shape:
-                    raise ValueError(f"{name}: shape {tuple(src.shape)} does not match {tuple(getattr(self, name).shape)}")
+                    raise ValueError(f"{name}: shape {tuple(src.shape)} does not match "
+                                     f"{tuple(getattr(self, name).shape)}")
                 getattr(self, name).copy_(src)
         return self
 
@@ -122,7 +123,8 @@ class CharLSTM(nn.Module):
 
     def forward(self, x, state=None, return_state: bool = False):
         if x.ndim != 2 or x.dtype != torch.long:
-            raise ValueError(f"expected token ids of shape (batch, time) and dtype long, got {tuple(x.shape)} {x.dtype}")
+            raise ValueError("expected token ids of shape (batch, time) and dtype long, "
+                             f"got {tuple(x.shape)} {x.dtype}")
         h, state = self.lstm(self.emb(x), state)   # (B, T, H)
         logits = self.head(h)                        # (B, T, V)
         return (logits, state) if return_state else logits

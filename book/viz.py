@@ -17,6 +17,11 @@ from matplotlib import animation
 PALETTE = {"SGD": "tab:blue", "Momentum": "tab:orange", "RMSprop": "tab:green", "Adam": "tab:red"}
 
 
+def even_frames(n: int, max_frames: int) -> np.ndarray:
+    """At most ``max_frames`` indices spread evenly over ``0 .. n - 1``, first and last included (for players)."""
+    return np.unique(np.linspace(0, n - 1, min(max_frames, n)).round().astype(int))
+
+
 def in_notebook() -> bool:
     try:
         from IPython import get_ipython

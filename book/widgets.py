@@ -16,7 +16,7 @@ from torch import nn
 from .landscapes import LANDSCAPES, get_landscape, run_optimizer
 from .optim import OPTIMIZERS
 from .train import Callback, State
-from .viz import PALETTE, LiveFigure, player, plot_landscape, plot_run
+from .viz import PALETTE, LiveFigure, even_frames, player, plot_landscape, plot_run
 
 ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.ELU)
 
@@ -151,13 +151,11 @@ class TrainingDashboard(Callback):
         """A JavaScript player stepping through the recorded snapshots (no kernel needed)."""
         if not self.snapshots:
             raise RuntimeError("nothing to replay yet: train with this dashboard as a callback first")
-        frames = np.unique(np.linspace(0, len(self.snapshots) - 1, min(max_frames, len(self.snapshots)))
-                           .round().astype(int))
+        frames = even_frames(len(self.snapshots), max_frames)
         return player(lambda i: self.draw(self.history, int(frames[i])), len(frames), self.fig)
 
 
 # ============================================================================ gradient-descent explorer
-DEFAULT_HYPER = {"SGD": {}, "Momentum": {"momentum": 0.9}, "RMSprop": {"alpha": 0.99}, "Adam": {"betas": (0.9, 0.999)}}
 BETA_LABEL = {"SGD": "(unused)", "Momentum": "momentum μ", "RMSprop": "decay α", "Adam": "β₁"}
 
 

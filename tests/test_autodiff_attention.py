@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from book.attention import attention, causal_mask
-from book.autodiff import MLP, Tensor, Value, bce_with_logits, draw_graph, graph_layout, numerical_grad, topological_order
+from book.autodiff import (MLP, Tensor, Value, bce_with_logits, draw_graph, graph_layout, numerical_grad,
+                           topological_order)
 
 
 def test_value_matches_torch_autograd():

@@ -97,3 +97,19 @@ def test_chapter_checks(name, good, bad, monkeypatch):
     getattr(check, name)(good)
     with pytest.raises(check.CheckFailed):
         getattr(check, name)(bad)
+
+
+def test_every_check_module_is_registered_one_way():
+    """book/check/<module>.py is registered by its name in MODULES and its __all__; nothing else."""
+    import ast
+    from pathlib import Path
+    import book.check as bc
+    folder = Path(bc.__file__).parent
+    modules = {p.stem for p in folder.glob("*.py")} - {"__init__", "core", "_reference"}
+    assert set(bc.MODULES) == modules
+    for name in bc.MODULES:
+        tree = ast.parse((folder / f"{name}.py").read_text())
+        public = {n.name for n in tree.body if isinstance(n, ast.FunctionDef) and not n.name.startswith("_")}
+        mod = __import__(f"book.check.{name}", fromlist=["__all__"])
+        assert set(mod.__all__) == public, f"book.check.{name}: __all__ and its public functions differ"
+        assert all(getattr(bc, f) is getattr(mod, f) for f in mod.__all__)

@@ -92,7 +92,8 @@ def test_inspection_tools():
 
 
 @pytest.mark.parametrize("name,good,bad", [
-    ("conv_output_size", lambda n, k, s, p, d: (n + 2 * p - d * (k - 1) - 1) // s + 1, lambda n, k, s, p, d: (n - k) // s + 1),
+    ("conv_output_size", lambda n, k, s, p, d: (n + 2 * p - d * (k - 1) - 1) // s + 1,
+     lambda n, k, s, p, d: (n - k) // s + 1),
     ("conv2d_single", lambda x, w: F.conv2d(x[None, None], w[None, None])[0, 0],
      lambda x, w: F.conv2d(x[None, None], w.flip(0, 1)[None, None])[0, 0]),
     ("maxpool2x2", lambda x: F.max_pool2d(x[None, None], 2)[0, 0], lambda x: F.avg_pool2d(x[None, None], 2)[0, 0]),
@@ -110,7 +111,8 @@ def test_cnn_checks(name, good, bad, monkeypatch):
      lambda k, i, o: math.sqrt(1 / i)),
     ("batchnorm_forward", lambda x, eps: (x - x.mean(0)) / torch.sqrt(x.var(0, unbiased=False) + eps),
      lambda x, eps: (x - x.mean(0)) / torch.sqrt(x.var(0) + eps)),
-    ("warmup_cosine_lr", lambda s, T, w, b: b * (s + 1) / w if s < w else b * 0.5 * (1 + math.cos(math.pi * (s - w) / (T - w))),
+    ("warmup_cosine_lr", lambda s, T, w, b: (b * (s + 1) / w if s < w
+                                             else b * 0.5 * (1 + math.cos(math.pi * (s - w) / (T - w)))),
      lambda s, T, w, b: b * 0.5 * (1 + math.cos(math.pi * s / T))),
     ("clip_by_norm", lambda gs, m: [g * min(1.0, m / float(torch.sqrt(sum((t ** 2).sum() for t in gs)))) for g in gs],
      lambda gs, m: [g.clamp(-m, m) for g in gs]),

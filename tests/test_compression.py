@@ -217,7 +217,8 @@ def test_soft_target_loss_matches_definition_and_t_squared():
         soft_target_loss(z, t, T).backward()
         norms.append(z.grad.norm().item())
     assert 0.5 < norms[0] / norms[1] < 2
-    assert torch.allclose(distillation_loss(s, t, torch.zeros(6, dtype=torch.long), 2.0, 1.0), soft_target_loss(s, t, 2.0))
+    assert torch.allclose(distillation_loss(s, t, torch.zeros(6, dtype=torch.long), 2.0, 1.0),
+                          soft_target_loss(s, t, 2.0))
     assert torch.allclose(distillation_loss(s, t, torch.zeros(6, dtype=torch.long), 2.0, 0.0),
                           F.cross_entropy(s, torch.zeros(6, dtype=torch.long)))
     assert soft_target_loss(s, s, 3.0).abs() < 1e-6
@@ -263,7 +264,8 @@ def test_explorer_draws_and_plays():
     matplotlib.use("Agg")
     torch.manual_seed(0)
     m = LeNet()
-    ex = CompressionExplorer(m, torch.rand(20, 1, 28, 28), torch.randint(0, 10, (20,)), sparsities=(0.0, 0.9), bits=(32, 4))
+    ex = CompressionExplorer(m, torch.rand(20, 1, 28, 28), torch.randint(0, 10, (20,)),
+                             sparsities=(0.0, 0.9), bits=(32, 4))
     fig = ex.draw(0.9, 4)
     assert fig is not None and (0.9, 4) in ex.cache and (0.0, 32) in ex.cache
     c = ex.compressed(0.9, 4)
@@ -306,7 +308,8 @@ def _csr(w):
 
 @pytest.mark.parametrize("name,good,bad", [
     ("quantize_symmetric", _sym, lambda x: (torch.round(x / (x.max() / 127)).to(torch.int8), x.max() / 127)),
-    ("affine_params", _aff, lambda x: ((x.max() - x.min()) / 255, int(-torch.round(x.min() / ((x.max() - x.min()) / 255))))),
+    ("affine_params", _aff, lambda x: ((x.max() - x.min()) / 255,
+                                       int(-torch.round(x.min() / ((x.max() - x.min()) / 255))))),
     ("magnitude_mask", _mask, lambda w, s: _mask(w.abs().neg() + w.abs().max() + 1, s)),
     ("kd_loss", _kd, lambda s, t, T: _kd(s, t, T) / T ** 2),
     ("csr_bytes", _csr, lambda w: 12 * int((w != 0).sum())),

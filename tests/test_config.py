@@ -130,3 +130,11 @@ def test_dry_overrides_apply_only_in_the_dry_run(monkeypatch):
     assert setup(device="cpu", profile="gpu", verbose=False).pick(**kw).mlp_batch == 16384
     with pytest.raises(KeyError, match="dry profile"):
         setup(device="cpu", verbose=False).pick(cpu=dict(a=1), dry=dict(b=2))
+
+
+def test_sync_accepts_every_device_type_and_rejects_nonsense():
+    from book.config import sync
+    sync("cpu")
+    sync(torch.device("cpu"))
+    with pytest.raises(RuntimeError):
+        sync("gpu")

@@ -13,7 +13,8 @@ def test_simulated_data_parallel_equals_full_batch():
     d = load_mnist(n_train=200)
     model = make_model(0)
     x, y = d.x_train[:48], d.y_train[:48]
-    model.zero_grad(); F.cross_entropy(model(x), y).backward()
+    model.zero_grad()
+    F.cross_entropy(model(x), y).backward()
     full = [p.grad.clone() for p in model.parameters()]
     for n in (1, 3, 4):
         for a, b in zip(simulate_data_parallel(model, x, y, n), full):

@@ -254,7 +254,8 @@ def test_draw_formats():
 
 def test_layernorm_gelu_matches_torch():
     torch.manual_seed(0)
-    x, w, b = torch.randn(6, 10, dtype=torch.float64), torch.randn(10, dtype=torch.float64), torch.randn(10, dtype=torch.float64)
+    x, w, b = (torch.randn(6, 10, dtype=torch.float64), torch.randn(10, dtype=torch.float64),
+               torch.randn(10, dtype=torch.float64))
     ref = F.gelu(F.layer_norm(x, (10,), w, b, eps=1e-5), approximate="tanh")
     assert torch.allclose(layernorm_gelu(x, w, b), ref)
     with pytest.raises(ValueError, match=r"shape \(10,\)"):

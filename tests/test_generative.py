@@ -11,8 +11,8 @@ from torch.distributions import Normal, kl_divergence
 import book.check.generative as gcheck
 from book.check import raising
 from book.generative import (VAE, LatentExplorer, SampleMonitor, classifier_probs, distinct_n,
-                             entropy_at_temperature, gan_value, gaussian_kl, inception_score, interpolate, js_divergence,
-                             latent_grid, mosaic, negative_elbo, ngram_counts, optimal_discriminator,
+                             entropy_at_temperature, gan_value, gaussian_kl, inception_score, interpolate,
+                             js_divergence, latent_grid, mosaic, negative_elbo, ngram_counts, optimal_discriminator,
                              reconstruction_nll, reparameterize, sample_report, sample_texts, train_vae,
                              vae_test_loss, vocabulary, word_share)
 from book.gpt import GPT, GPTConfig
@@ -24,7 +24,8 @@ matplotlib.use("Agg")
 # --------------------------------------------------------------------------- formulas
 def test_gaussian_kl_matches_torch_distributions():
     g = torch.Generator().manual_seed(0)
-    mu, logvar = torch.randn(7, 3, generator=g, dtype=torch.float64), torch.randn(7, 3, generator=g, dtype=torch.float64)
+    mu, logvar = (torch.randn(7, 3, generator=g, dtype=torch.float64),
+                  torch.randn(7, 3, generator=g, dtype=torch.float64))
     ref = kl_divergence(Normal(mu, (0.5 * logvar).exp()), Normal(torch.zeros_like(mu), torch.ones_like(mu))).sum(-1)
     assert torch.allclose(gaussian_kl(mu, logvar), ref)
     assert torch.equal(gaussian_kl(torch.zeros(2, 4), torch.zeros(2, 4)), torch.zeros(2))
@@ -38,7 +39,8 @@ def test_reparameterize_is_mu_plus_sigma_eps_and_differentiable():
     z = reparameterize(mu, logvar, eps)
     assert torch.allclose(z, torch.tensor([[2.0, 1.0]]))
     z.sum().backward()
-    assert torch.allclose(mu.grad, torch.ones(1, 2)) and torch.allclose(logvar.grad, 0.5 * torch.tensor([[2.0, 1.0]]) * eps)
+    assert (torch.allclose(mu.grad, torch.ones(1, 2))
+            and torch.allclose(logvar.grad, 0.5 * torch.tensor([[2.0, 1.0]]) * eps))
     # with a generator: reproducible, and the sample moments are right
     a = reparameterize(torch.full((20000, 1), 3.0), torch.full((20000, 1), math.log(0.25)),
                        generator=torch.Generator().manual_seed(1))
@@ -168,7 +170,8 @@ def test_sample_report_and_inception_score():
     assert inception_score(eye[[3] * 10]) == pytest.approx(1.0)
     assert inception_score(torch.full((4, 10), 0.1)) == pytest.approx(1.0)
     r = sample_report(eye[[0, 1, 1, 2]], requested=torch.tensor([0, 1, 2, 2]))
-    assert r["confident"] == 1.0 and r["agree"] == 0.75 and torch.allclose(r["class_share"][:3], torch.tensor([.25, .5, .25]))
+    assert (r["confident"] == 1.0 and r["agree"] == 0.75
+            and torch.allclose(r["class_share"][:3], torch.tensor([.25, .5, .25])))
     with pytest.raises(ValueError, match="rows sum to 1"):
         inception_score(torch.randn(4, 10))
     with pytest.raises(ValueError, match=r"\(N, classes\)"):

@@ -24,9 +24,11 @@ def test_lora_linear_is_the_dense_update_and_merges_exactly():
     assert torch.allclose(m(x), dense, atol=1e-5)
     assert torch.allclose(m.weight, W0 + m.delta_weight())
     y = m(x)
-    m.merge(); m.merge()                               # idempotent
+    m.merge()
+    m.merge()                                          # idempotent
     assert m.merged and torch.allclose(m(x), y, atol=1e-5) and torch.allclose(m.weight, base.weight)
-    m.unmerge(); m.unmerge()
+    m.unmerge()
+    m.unmerge()
     assert not m.merged and torch.allclose(base.weight, W0, atol=1e-6)
     assert "r=3" in repr(m)
 

@@ -117,7 +117,8 @@ def _lse(z):
     ("softmax_temperature", lambda z, T: torch.softmax(z / T, -1), lambda z, T: torch.softmax(z * T, -1)),
     ("attention_weights", lambda q, k: torch.softmax(q @ k.T / q.shape[-1] ** 0.5, -1),
      lambda q, k: torch.softmax(q @ k.T, -1)),
-    ("causal_mask", lambda T: torch.ones(T, T, dtype=torch.bool).tril(), lambda T: torch.ones(T, T, dtype=torch.bool).triu()),
+    ("causal_mask", lambda T: torch.ones(T, T, dtype=torch.bool).tril(),
+     lambda T: torch.ones(T, T, dtype=torch.bool).triu()),
     ("attention_output", lambda q, k, v: torch.softmax(q @ k.T / q.shape[-1] ** 0.5, -1) @ v,
      lambda q, k, v: torch.softmax(q @ k.T / q.shape[-1] ** 0.5, -1) / v.sum()),
 ])

@@ -169,6 +169,6 @@ def test_install_cell_pins_the_release_and_holds_installed_versions():
     src = install_cell_source()
     assert f"@v{version}\"" in src and '"@main"' in src  # pinned, and says how to get the latest
     assert "%pip install -q -c {f.name} {spec}" in src      # installs under the held versions
-    assert f"@1a2b3c\"" in sic.install_cell_source("1a2b3c")
+    assert "@1a2b3c\"" in sic.install_cell_source("1a2b3c")
     with pytest.raises(ValueError, match="not a git tag"):
         sic.install_cell_source("main; rm -rf /")

@@ -1,5 +1,4 @@
 """book.pretrain: split, downstream windows, masking, classifier, checkpoints (incl. rebuilding the shipped one)."""
-import io
 import pickle
 
 import pytest
@@ -8,7 +7,7 @@ import torch
 from book import check, load_text
 from book.check import raising
 from book.gpt import GPT, GPTConfig
-from book.pretrain import (CHECKPOINT, RECIPE, TASK_PLAYS, GPTClassifier, build_checkpoint, finetune, heldout_mask,
+from book.pretrain import (RECIPE, TASK_PLAYS, GPTClassifier, build_checkpoint, finetune, heldout_mask,
                            load_checkpoint, lm_val_loss, mask_tokens, masked_loss, play_spans, play_windows,
                            pretraining_split, save_checkpoint)
 from book.text import CharVocab
@@ -79,7 +78,8 @@ def test_non_causal_attention_sees_the_future():
     for causal in (True, False):
         m = GPT(GPTConfig(10, 8, 1, 2, 16, causal=causal)).eval()
         x = torch.randint(0, 10, (1, 8))
-        x2 = x.clone(); x2[0, -1] = (x[0, -1] + 1) % 10
+        x2 = x.clone()
+        x2[0, -1] = (x[0, -1] + 1) % 10
         same_first = torch.allclose(m(x)[0, 0], m(x2)[0, 0])
         assert same_first == causal
 

@@ -4,7 +4,6 @@ import math
 import matplotlib
 import pytest
 import torch
-import torch.nn.functional as F
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -87,7 +86,9 @@ def test_matrix_factorization_scores_and_errors():
     torch.manual_seed(0)
     m = MatrixFactorization(6, 9, dim=4)
     with torch.no_grad():
-        m.user_bias.weight.normal_(); m.item_bias.weight.normal_(); m.mu.fill_(0.3)
+        m.user_bias.weight.normal_()
+        m.item_bias.weight.normal_()
+        m.mu.fill_(0.3)
     u, i = torch.tensor([0, 5, 2]), torch.tensor([8, 0, 3])
     ref = (m.user.weight[u] * m.item.weight[i]).sum(1) + m.user_bias.weight[u, 0] + m.item_bias.weight[i, 0] + 0.3
     assert torch.allclose(m(u, i), ref)
@@ -255,7 +256,8 @@ def _sol_reinforce(log_probs, returns, baselines):
 
 
 SOLUTIONS = [("hit_rate_at_k", _sol_hit, lambda r, rel, k: float(any(i in rel for i in list(r)[:k + 1]))),
-             ("ndcg_at_k", _sol_ndcg, lambda r, rel, k: sum(1 / math.log2(i + 2) for i, x in enumerate(r[:k]) if x in rel)),
+             ("ndcg_at_k", _sol_ndcg,
+              lambda r, rel, k: sum(1 / math.log2(i + 2) for i, x in enumerate(r[:k]) if x in rel)),
              ("discounted_returns", _sol_returns, lambda r, g: r.flip(0).cumsum(0).flip(0)),
              ("epsilon_greedy_probs", _sol_eps, lambda q, e: torch.softmax(q / max(e, 1e-3), 0)),
              ("reinforce_loss", _sol_reinforce, lambda lp, G, b: -((G - b) * lp).mean())]   # baseline not detached

@@ -11,7 +11,8 @@ from book.teach import (find_exercises, grade_folder, make_nbgrader_source, make
 
 def exercise(label, title, solution, check_call):
     return [
-        new_markdown_cell(f"````{{exercise}} {title}\n:label: {label}\n\nWrite it. See {{cite}}`kingma2015adam`.\n````"),
+        new_markdown_cell(f"````{{exercise}} {title}\n:label: {label}\n\n"
+                          f"Write it. See {{cite}}`kingma2015adam`.\n````"),
         new_markdown_cell(f"```{{solution-start}} {label}\n:class: dropdown\n```"),
         new_code_cell(solution, metadata={"tags": ["solution"]}),
         new_markdown_cell("```{solution-end}\n```"),
@@ -49,7 +50,8 @@ def test_stub_keeps_signature_and_docstring():
 
 
 def test_plain_markdown_removes_myst():
-    text = ("```{admonition} The source says / actually\n:class: warning\nIt is **wrong** {cite}`kingma2015adam`.\n```\n"
+    text = ("```{admonition} The source says / actually\n:class: warning\n"
+            "It is **wrong** {cite}`kingma2015adam`.\n```\n"
             "See {doc}`../appendix/errata`.")
     md = plain_markdown(text, site_url="https://example.org/book/", bib={"kingma2015adam": "Kingma & Ba, 2015"},
                         page="chapters/x")
@@ -112,7 +114,8 @@ def test_grading_ranks_correct_above_wrong(tmp_path):
     subs.mkdir()
     nbformat.write(student, subs / "untouched.ipynb")
     correct, wrong = nbformat.from_dict(student), nbformat.from_dict(nbformat.v4.reads(nbformat.v4.writes(student)))
-    answers = {"quadratic_grad": "def quadratic_grad(theta):\n    return torch.stack([2 * (theta[0] - 1), 2 * (theta[1] - 2)])",
+    answers = {"quadratic_grad": "def quadratic_grad(theta):\n"
+                                 "    return torch.stack([2 * (theta[0] - 1), 2 * (theta[1] - 2)])",
                "max_stable_lr": "def max_stable_lr(c):\n    return 2.0 / max(c)"}
     for nb, bad in ((correct, False), (wrong, True)):
         for cell in nb.cells:

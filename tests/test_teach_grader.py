@@ -83,10 +83,12 @@ FORGED = {  # name -> (notebook, marks its real answers earn)
         1),
     "transformer": (lambda: submission({"ex-b": "ip = get_ipython()\nip.input_transformers_post.append("
                                                "lambda lines: [l.replace('assert', 'pass #') for l in lines])\n"
-                                               "import builtins\nbuiltins.AssertionError = type('X', (Exception,), {})\n"
+                                               "import builtins\n"
+                                               "builtins.AssertionError = type('X', (Exception,), {})\n"
                                                "def square(x):\n    return x + x"}), 0),
     "patched_builtins": (lambda: submission({"ex-b": "import builtins\n_r = builtins.__import__\n"
-                                                     "def square(x):\n    return 9"}), 1),  # hard-codes the visible case
+                                                     "def square(x):\n"
+                                                     "    return 9"}), 1),  # hard-codes the visible case
     "vandal": (lambda: submission({"ex-a": ADD + "\n" + f"""
 import os, subprocess, glob, pathlib
 for p in glob.glob('{OUTSIDE}/subs/**/*.ipynb', recursive=True):

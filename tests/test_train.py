@@ -134,7 +134,8 @@ def test_fit_reads_values_from_the_device_only_at_log_points(monkeypatch):
     reads = []
     for name in ("item", "tolist", "__float__", "cpu"):
         orig = getattr(torch.Tensor, name)
-        monkeypatch.setattr(torch.Tensor, name, lambda self, *a, _o=orig, _n=name, **k: reads.append(_n) or _o(self, *a, **k))
+        monkeypatch.setattr(torch.Tensor, name,
+                            lambda self, *a, _o=orig, _n=name, **k: reads.append(_n) or _o(self, *a, **k))
 
     def count(steps, log_every):
         reads.clear()

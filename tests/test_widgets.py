@@ -132,3 +132,10 @@ def test_explore_errors():
         explore(fig, lambda x: None, x=3)
     with pytest.raises(TypeError, match="none given"):
         explore(fig, lambda: None)
+
+
+def test_even_frames_spread_over_the_run_and_keep_both_ends():
+    from book.viz import even_frames
+    assert even_frames(100, 5).tolist() == [0, 25, 50, 74, 99]
+    assert even_frames(3, 24).tolist() == [0, 1, 2]
+    assert even_frames(1, 24).tolist() == [0]

@@ -693,8 +693,8 @@ def main(argv=None) -> int:
     rows = estimate_all(args.chapters)
     print(markdown_table(rows))
     print(f"\nCUDA context/allocator allowance {_fmt(CUDA_CONTEXT)} included in every peak; T4 budget "
-          f"{_fmt(T4_USABLE)}. ZeRO cross-check (book.distributed.zero_memory, 1 GPU, stage 0) of the biggest peak-phase model: "
-          f"{_zero_check(rows)}")
+          f"{_fmt(T4_USABLE)}. ZeRO cross-check (book.distributed.zero_memory, 1 GPU, stage 0) of the biggest "
+          f"peak-phase model: {_zero_check(rows)}")
     return 1 if args.check and not all(r.fits for r in rows) else 0
 
 

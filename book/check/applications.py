@@ -51,7 +51,8 @@ def macro_f1(fn) -> None:
              Case((torch.eye(3, dtype=torch.long) * 4,), 1.0, label="perfect")]
     cm = torch.randint(0, 20, (5, 5), generator=g)
     cases.append(Case((cm,), _f1(cm), public=False, label="random 5x5"))
-    run_cases("macro_f1", lambda cm: float(fn(cm)), cases, hint="F1 per class = 2PR / (P + R) (0 if P + R = 0); average")
+    run_cases("macro_f1", lambda cm: float(fn(cm)), cases,
+              hint="F1 per class = 2PR / (P + R) (0 if P + R = 0); average")
 
 
 def topk_accuracy(fn) -> None:
@@ -64,4 +65,5 @@ def topk_accuracy(fn) -> None:
     lg, yy = torch.randn(100, 10, generator=g), torch.randint(0, 10, (100,), generator=g)
     cases.append(Case((lg, yy, 5), (lg.topk(5, -1).indices == yy[:, None]).any(-1).float().mean().item(),
                       public=False, label="random, k=5"))
-    run_cases("topk_accuracy", lambda *a: float(fn(*a)), cases, hint="logits.topk(k, dim=-1).indices, compare with y[:, None]")
+    run_cases("topk_accuracy", lambda *a: float(fn(*a)), cases,
+              hint="logits.topk(k, dim=-1).indices, compare with y[:, None]")

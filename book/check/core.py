@@ -8,7 +8,6 @@ to prove the hidden solutions pass, and autograders use it to turn a check cell 
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -132,6 +131,3 @@ def run_cases(name: str, fn: Callable, cases: list[Case], compare: Callable = cl
         raise CheckFailed(f"{name}: {passed}/{total} cases passed")
     return ok
 
-
-def isclose(a: float, b: float, rel: float = 1e-6) -> bool:
-    return math.isclose(a, b, rel_tol=rel, abs_tol=1e-12)

@@ -9,6 +9,9 @@ from torch import nn
 from ..counting import block_params, count_params, mlp_flops
 from .core import Case, run_cases
 
+__all__ = ["doubling_months", "training_flops", "log_slope", "years_until", "linear_params",
+           "mlp_forward_flops", "conv2d_params", "transformer_block_params"]
+
 
 def _rel(got, expected) -> tuple[bool, str]:
     try:

@@ -109,7 +109,8 @@ def gan_optimum(fn) -> None:
     cases = [Case((half, half), -math.log(4), label="p_model = p_data: -log 4"),
              Case((torch.tensor([1.0, 0.0], dtype=torch.float64), torch.tensor([0.0, 1.0], dtype=torch.float64)), 0.0,
                   label="disjoint supports: 0 (D tells them apart perfectly)"),
-             Case((torch.tensor([0.7, 0.2, 0.1], dtype=torch.float64), torch.tensor([0.2, 0.3, 0.5], dtype=torch.float64)),
+             Case((torch.tensor([0.7, 0.2, 0.1], dtype=torch.float64),
+                   torch.tensor([0.2, 0.3, 0.5], dtype=torch.float64)),
                   _gan_ref(torch.tensor([0.7, 0.2, 0.1], dtype=torch.float64),
                            torch.tensor([0.2, 0.3, 0.5], dtype=torch.float64)), label="three outcomes")]
     for _ in range(2):

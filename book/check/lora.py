@@ -10,7 +10,8 @@ __all__ = ["lora_params", "lora_forward", "merge_weight", "update_rank", "adam_t
 
 def lora_params(fn) -> None:
     """``fn(d_in, d_out, r)`` -> trainable numbers LoRA adds to one linear layer."""
-    cases = [Case((4096, 4096, 8), 65536, label="4096x4096, r=8"), Case((10, 20, 1), 30, label="d_in=10, d_out=20, r=1"),
+    cases = [Case((4096, 4096, 8), 65536, label="4096x4096, r=8"),
+             Case((10, 20, 1), 30, label="d_in=10, d_out=20, r=1"),
              Case((768, 3072, 16), 61440, public=False, label="768 -> 3072, r=16")]
     run_cases("lora_params", fn, cases, hint="A is r x d_in, B is d_out x r")
 

@@ -6,6 +6,12 @@ import torch.nn.functional as F
 
 from .core import Case, close, run_cases
 
+__all__ = ["bce_from_logits", "logsumexp", "d_sigmoid", "cross_entropy", "grad_f", "numerical_derivative",
+           "matmul_backward", "attention_weights", "tanh_backward", "softmax_temperature", "causal_mask",
+           "attention_output", "conv_output_size", "conv2d_single", "maxpool2x2", "conv2d_multi", "init_std",
+           "warmup_cosine_lr", "clip_by_norm", "batchnorm_forward", "rnn_step", "lstm_step", "gru_step",
+           "perplexity", "top_k_filter", "top_p_filter", "sinusoidal_pe", "gpt_params"]
+
 
 def _g(seed):
     return torch.Generator().manual_seed(seed)
@@ -101,7 +107,8 @@ def attention_weights(fn) -> None:
     cases = []
     for i, (tq, tk, d) in enumerate([(1, 3, 2), (4, 4, 8), (3, 5, 64)]):
         q, k = torch.randn(tq, d, generator=g), torch.randn(tk, d, generator=g)
-        cases.append(Case((q, k), torch.softmax(q @ k.T / d ** 0.5, -1), public=i < 2, label=f"Tq={tq}, Tk={tk}, d={d}"))
+        cases.append(Case((q, k), torch.softmax(q @ k.T / d ** 0.5, -1), public=i < 2,
+                          label=f"Tq={tq}, Tk={tk}, d={d}"))
     run_cases("attention_weights", fn, cases, hint="scores = q @ k.T / sqrt(d); softmax over the last dimension")
 
 
@@ -110,7 +117,8 @@ def tanh_backward(fn) -> None:
     g = _g(15)
     cases = []
     for i, shape in enumerate([(3,), (2, 4), (5,)]):
-        x, go = torch.randn(shape, generator=g, dtype=torch.float64) * 2, torch.randn(shape, generator=g, dtype=torch.float64)
+        x, go = (torch.randn(shape, generator=g, dtype=torch.float64) * 2,
+                 torch.randn(shape, generator=g, dtype=torch.float64))
         xr = x.clone().requires_grad_()
         torch.tanh(xr).backward(go)
         cases.append(Case((x, go), xr.grad, public=i < 2, label=f"shape {shape}"))
@@ -131,7 +139,8 @@ def causal_mask(fn) -> None:
     """``fn(T)`` -> a (T, T) boolean tensor, True where position t may attend to position s (s <= t)."""
     cases = [Case((T,), torch.ones(T, T).tril().bool(), public=T < 4) for T in (1, 3, 6)]
     run_cases("causal_mask", fn, cases, compare=lambda got, exp: (
-        isinstance(got, torch.Tensor) and got.dtype == torch.bool and got.shape == exp.shape and bool((got == exp).all()),
+        isinstance(got, torch.Tensor) and got.dtype == torch.bool and got.shape == exp.shape
+        and bool((got == exp).all()),
         "expected a boolean lower-triangular (T, T) tensor"), hint="torch.ones(T, T, dtype=torch.bool).tril()")
 
 
@@ -151,7 +160,8 @@ def attention_output(fn) -> None:
 def conv_output_size(fn) -> None:
     """``fn(n, k, stride, padding, dilation)`` -> the output length of a convolution along one axis."""
     from ..conv import out_size
-    params = [(28, 5, 1, 2, 1), (28, 5, 1, 0, 1), (32, 3, 2, 1, 1), (10, 3, 1, 0, 2), (7, 2, 2, 0, 1), (224, 7, 2, 3, 1)]
+    params = [(28, 5, 1, 2, 1), (28, 5, 1, 0, 1), (32, 3, 2, 1, 1), (10, 3, 1, 0, 2), (7, 2, 2, 0, 1),
+              (224, 7, 2, 3, 1)]
     cases = [Case(p, out_size(*p), public=i < 3, label=f"n={p[0]}, k={p[1]}, s={p[2]}, p={p[3]}, d={p[4]}")
              for i, p in enumerate(params)]
     run_cases("conv_output_size", fn, cases, hint="floor((n + 2p − d·(k − 1) − 1) / s) + 1")
@@ -164,7 +174,8 @@ def conv2d_single(fn) -> None:
     cases = []
     for i, (h, k) in enumerate([(3, 2), (5, 3), (8, 5)]):
         x, w = torch.randn(h, h, generator=g, dtype=torch.float64), torch.randn(k, k, generator=g, dtype=torch.float64)
-        cases.append(Case((x, w), F.conv2d(x[None, None], w[None, None])[0, 0], public=i < 2, label=f"{h}×{h} * {k}×{k}"))
+        cases.append(Case((x, w), F.conv2d(x[None, None], w[None, None])[0, 0], public=i < 2,
+                          label=f"{h}×{h} * {k}×{k}"))
     run_cases("conv2d_single", fn, cases, hint="out[i, j] = (x[i:i+k, j:j+k] * w).sum(); no kernel flip (PyTorch "
               "'convolution' is cross-correlation)")
 
@@ -199,11 +210,13 @@ def init_std(fn) -> None:
     params = [("xavier", 784, 256), ("he", 784, 256), ("xavier", 100, 100), ("he", 10, 1000), ("xavier", 3, 5)]
     cases = [Case(p, ref[p[0]](p[1], p[2]), public=i < 2, label=f"{p[0]}, fan_in={p[1]}, fan_out={p[2]}")
              for i, p in enumerate(params)]
-    run_cases("init_std", fn, cases, hint="Xavier: Var = 2/(fan_in + fan_out); He: Var = 2/fan_in; return the square root")
+    run_cases("init_std", fn, cases,
+              hint="Xavier: Var = 2/(fan_in + fan_out); He: Var = 2/fan_in; return the square root")
 
 
 def warmup_cosine_lr(fn) -> None:
-    """``fn(step, total, warmup, base_lr)`` -> linear warm-up to base_lr over ``warmup`` steps, then cosine decay to 0."""
+    """``fn(step, total, warmup, base_lr)`` -> linear warm-up to base_lr over ``warmup`` steps, then cosine decay
+    to 0."""
     import math
 
     def ref(step, total, warmup, base):
@@ -212,7 +225,8 @@ def warmup_cosine_lr(fn) -> None:
         return base * 0.5 * (1 + math.cos(math.pi * (step - warmup) / (total - warmup)))
     params = [(0, 100, 10, 1.0), (9, 100, 10, 1.0), (10, 100, 10, 1.0), (55, 100, 10, 1.0), (99, 100, 10, 0.1),
               (4, 1000, 50, 3e-3), (700, 1000, 50, 3e-3)]
-    cases = [Case(p, ref(*p), public=i < 4, label=f"step {p[0]} of {p[1]}, warm-up {p[2]}") for i, p in enumerate(params)]
+    cases = [Case(p, ref(*p), public=i < 4, label=f"step {p[0]} of {p[1]}, warm-up {p[2]}")
+             for i, p in enumerate(params)]
     run_cases("warmup_cosine_lr", fn, cases, hint="warm-up: base·(step+1)/warmup; then base·½(1 + cos(π·progress)) "
               "with progress = (step − warmup)/(total − warmup)")
 
@@ -222,7 +236,8 @@ def clip_by_norm(fn) -> None:
     g = _g(20)
     cases = []
     for i, (scale, max_norm) in enumerate([(10.0, 1.0), (0.01, 1.0), (3.0, 0.5)]):
-        grads = [torch.randn(3, 4, generator=g, dtype=torch.float64) * scale, torch.randn(5, generator=g, dtype=torch.float64) * scale]
+        grads = [torch.randn(3, 4, generator=g, dtype=torch.float64) * scale,
+                 torch.randn(5, generator=g, dtype=torch.float64) * scale]
         total = torch.sqrt(sum((t ** 2).sum() for t in grads))
         factor = min(1.0, max_norm / float(total))
         cases.append(Case((grads, max_norm), tuple(t * factor for t in grads), public=i < 2,
@@ -238,7 +253,8 @@ def batchnorm_forward(fn) -> None:
     cases = []
     for i, (n, dim) in enumerate([(4, 3), (16, 8), (64, 2)]):
         x = torch.randn(n, dim, generator=g, dtype=torch.float64) * 3 + 1
-        cases.append(Case((x, 1e-5), F.batch_norm(x, None, None, training=True, eps=1e-5), public=i < 2, label=f"({n}, {dim})"))
+        cases.append(Case((x, 1e-5), F.batch_norm(x, None, None, training=True, eps=1e-5), public=i < 2,
+                          label=f"({n}, {dim})"))
     run_cases("batchnorm_forward", fn, cases, hint="per feature: (x − mean) / sqrt(var + eps), with the *biased* "
               "variance (divide by N)")
 
@@ -246,8 +262,10 @@ def batchnorm_forward(fn) -> None:
 # ---------------------------------------------------------------------------- Part IV: recurrent networks
 def _rnn_case_tensors(g, B, I, H, G):
     return (torch.randn(B, I, generator=g, dtype=torch.float64), torch.randn(B, H, generator=g, dtype=torch.float64),
-            torch.randn(G * H, I, generator=g, dtype=torch.float64) * 0.5, torch.randn(G * H, H, generator=g, dtype=torch.float64) * 0.5,
-            torch.randn(G * H, generator=g, dtype=torch.float64) * 0.1, torch.randn(G * H, generator=g, dtype=torch.float64) * 0.1)
+            torch.randn(G * H, I, generator=g, dtype=torch.float64) * 0.5,
+            torch.randn(G * H, H, generator=g, dtype=torch.float64) * 0.5,
+            torch.randn(G * H, generator=g, dtype=torch.float64) * 0.1,
+            torch.randn(G * H, generator=g, dtype=torch.float64) * 0.1)
 
 
 def rnn_step(fn) -> None:
@@ -256,7 +274,8 @@ def rnn_step(fn) -> None:
     cases = []
     for i, (B, I, H) in enumerate([(1, 2, 3), (4, 5, 6), (2, 3, 8)]):
         x, h, Wi, Wh, bi, bh = _rnn_case_tensors(g, B, I, H, 1)
-        cases.append(Case((x, h, Wi, Wh, bi, bh), torch.rnn_tanh_cell(x, h, Wi, Wh, bi, bh), public=i < 2, label=f"B={B}, I={I}, H={H}"))
+        cases.append(Case((x, h, Wi, Wh, bi, bh), torch.rnn_tanh_cell(x, h, Wi, Wh, bi, bh), public=i < 2,
+                          label=f"B={B}, I={I}, H={H}"))
     run_cases("rnn_step", fn, cases, hint="tanh(x @ W_ih.T + b_ih + h @ W_hh.T + b_hh)")
 
 
@@ -279,7 +298,8 @@ def gru_step(fn) -> None:
     cases = []
     for i, (B, I, H) in enumerate([(1, 2, 3), (4, 5, 6), (2, 3, 8)]):
         x, h, Wi, Wh, bi, bh = _rnn_case_tensors(g, B, I, H, 3)
-        cases.append(Case((x, h, Wi, Wh, bi, bh), torch.gru_cell(x, h, Wi, Wh, bi, bh), public=i < 2, label=f"B={B}, I={I}, H={H}"))
+        cases.append(Case((x, h, Wi, Wh, bi, bh), torch.gru_cell(x, h, Wi, Wh, bi, bh), public=i < 2,
+                          label=f"B={B}, I={I}, H={H}"))
     run_cases("gru_step", fn, cases, hint="r and z from both inputs; n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn)); "
               "h' = (1 − z) n + z h")
 
@@ -301,7 +321,8 @@ def top_k_filter(fn) -> None:
     for i, k in enumerate((1, 5, 20)):
         z = torch.randn(20, generator=g)
         cases.append(Case((z, k), filter_logits(z, top_k=k), public=i == 0, label=f"20 logits, k={k}"))
-    run_cases("top_k_filter", fn, cases, hint="kth = torch.topk(logits, k).values[-1]; logits.masked_fill(logits < kth, -inf)")
+    run_cases("top_k_filter", fn, cases,
+              hint="kth = torch.topk(logits, k).values[-1]; logits.masked_fill(logits < kth, -inf)")
 
 
 def top_p_filter(fn) -> None:

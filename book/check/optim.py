@@ -5,6 +5,8 @@ import torch
 
 from .core import Case, run_cases
 
+__all__ = ["quadratic_grad", "momentum_step", "adam_step", "max_stable_lr"]
+
 
 def _theta(*v):
     return torch.tensor(v, dtype=torch.float64)

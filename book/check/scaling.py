@@ -55,7 +55,8 @@ def chinchilla_split(fn) -> None:
     def ref(c, r):
         n = math.sqrt(c / (6 * r))
         return (n, r * n)
-    cases = [Case((5.88e23, 20.0), ref(5.88e23, 20.0), label="Chinchilla's budget (6 · 70e9 · 1.4e12), 20 tokens/param"),
+    cases = [Case((5.88e23, 20.0), ref(5.88e23, 20.0),
+                  label="Chinchilla's budget (6 · 70e9 · 1.4e12), 20 tokens/param"),
              Case((1.2e21, 20.0), ref(1.2e21, 20.0), label="1.2e21 FLOPs"),
              Case((3.14e23, 20.0), ref(3.14e23, 20.0), public=False, label="GPT-3's budget"),
              Case((1e18, 100.0), ref(1e18, 100.0), public=False, label="another ratio")]

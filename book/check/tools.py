@@ -44,4 +44,5 @@ def ema(fn) -> None:
     cases = [Case(([1.0, 0.0, 0.0], 0.5), [1.0, 0.5, 0.25], label="[1, 0, 0], w = 0.5"),
              Case(([3.0, 1.0, 2.0], 0.0), [3.0, 1.0, 2.0], label="w = 0: no smoothing"),
              Case(([2.0, 4.0, 6.0, 8.0], 0.9), ref([2.0, 4.0, 6.0, 8.0], 0.9), public=False, label="w = 0.9")]
-    run_cases("ema", lambda v, w: [float(x) for x in fn(list(v), w)], cases, hint="s starts at values[0]; s = w*s + (1-w)*v")
+    run_cases("ema", lambda v, w: [float(x) for x in fn(list(v), w)], cases,
+              hint="s starts at values[0]; s = w*s + (1-w)*v")

@@ -12,7 +12,8 @@ __all__ = ["gpu_hours", "energy_mwh", "co2_tonnes", "clip_loss"]
 def gpu_hours(fn) -> None:
     """``fn(flops, peak_flops, mfu)`` -> device-hours."""
     cases = [Case((3.6e15, 1e12, 1.0), 1.0, label="3.6e15 FLOPs at 1 TFLOP/s, full utilisation: one hour"),
-             Case((6 * 7e9 * 140e9, 990e12, 0.4), 6 * 7e9 * 140e9 / (990e12 * 0.4) / 3600, label="7 B x 140 B tokens on H100s"),
+             Case((6 * 7e9 * 140e9, 990e12, 0.4), 6 * 7e9 * 140e9 / (990e12 * 0.4) / 3600,
+                  label="7 B x 140 B tokens on H100s"),
              Case((3.14e23, 125e12, 0.2), 3.14e23 / 25e12 / 3600, public=False, label="GPT-3 on V100s")]
     run_cases("gpu_hours", lambda *a: float(fn(*a)), cases, hint="seconds = flops / (peak * mfu); divide by 3600")
 
@@ -49,4 +50,5 @@ def clip_loss(fn) -> None:
     cases.append(Case((a, b, 0.1), _clip(a, b, 0.1), public=False, label="random (8, 5), tau = 0.1"))
     c = torch.randn(6, 4, generator=g, dtype=torch.float64)
     cases.append(Case((c, 3 * c, 0.5), _clip(c, 3 * c, 0.5), public=False, label="same directions, different lengths"))
-    run_cases("clip_loss", fn, cases, hint="normalise, s = u @ v.T / tau, average CE(s) and CE(s.T) with targets arange(n)")
+    run_cases("clip_loss", fn, cases,
+              hint="normalise, s = u @ v.T / tau, average CE(s) and CE(s.T) with targets arange(n)")

@@ -194,7 +194,8 @@ def nbgrader_solution(source: str, label: str) -> str:
             body = node.body
             first = body[1] if _has_docstring(node) and len(body) > 1 else body[0]
             indent = " " * first.col_offset
-            inserts += [(first.lineno - 1, f"{indent}### BEGIN SOLUTION"), (node.end_lineno, f"{indent}### END SOLUTION")]
+            inserts += [(first.lineno - 1, f"{indent}### BEGIN SOLUTION"),
+                        (node.end_lineno, f"{indent}### END SOLUTION")]
     for at, text in sorted(inserts, key=lambda t: t[0], reverse=True):  # from the bottom: indices stay valid
         lines.insert(at, text)
     return "\n".join(lines)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import ast
 import csv
-import json
 import math
 import os
 import pickle
@@ -373,7 +372,8 @@ def score_part(part: Part, values: dict) -> tuple[float, list[str]]:
             ok = have and same(got, exp)[0]
             ok_n += ok
             if part.kind == "check":
-                lines.append(f"  {'✓' if ok else '✗'} test {i + 1} of the check cell" + ("" if ok or have else f": {got}"))
+                lines.append(f"  {'✓' if ok else '✗'} test {i + 1} of the check cell"
+                             + ("" if ok or have else f": {got}"))
         if part.kind == "hidden":  # never show hidden code, inputs or values
             lines.append(f"hidden tests: {ok_n}/{n} passed")
         passed, total = passed + ok_n, total + n

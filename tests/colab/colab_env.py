@@ -41,7 +41,8 @@ KEY_VERSIONS = ("ipython", "ipywidgets", "ipykernel", "numpy", "matplotlib", "to
 
 
 def norm(name: str) -> str:
-    """PEP 503 normalised project name: ``Jinja2`` and ``jinja2``, ``typing_extensions`` and ``typing-extensions`` agree."""
+    """PEP 503 normalised project name: ``Jinja2`` and ``jinja2``, ``typing_extensions`` and
+    ``typing-extensions`` agree."""
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
