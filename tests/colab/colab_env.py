@@ -167,6 +167,14 @@ print(text.split("COLAB-PROBE ")[1].strip())
 """
 
 
+def colab_env(install_spec, **extra) -> dict:
+    """This process's environment as a fresh Colab kernel would see it: none of our BOOK_* settings, no
+    PYTHONPATH or venv of ours, the install cell pointed at ``install_spec``, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BOOK_", "PYTHONPATH", "VIRTUAL_ENV"))}
+    env.update(BOOK_INSTALL_SPEC=str(install_spec), PIP_DISABLE_PIP_VERSION_CHECK="1", PYTHONNOUSERSITE="1")
+    return {**env, **extra}
+
+
 def run_chapter(chapter: str, work: Path, base: Path | None = None, wheel: Path | None = None) -> dict:
     """Run ``chapters/<chapter>.ipynb`` alone in ``work/content`` through its own install cell in an overlay
     of the base venv. Returns what the kernel saw and the packages before and after."""
@@ -176,10 +184,8 @@ def run_chapter(chapter: str, work: Path, base: Path | None = None, wheel: Path 
     content = work / "content"  # Colab's working folder: nothing but the notebook
     content.mkdir(parents=True)
     shutil.copy(ROOT / "chapters" / f"{chapter}.ipynb", content)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BOOK_", "PYTHONPATH", "VIRTUAL_ENV"))}
-    env.update(BOOK_INSTALL_SPEC=str(wheel), BOOK_STRICT="1", BOOK_THREADS="1", OMP_NUM_THREADS="1",
-               MKL_NUM_THREADS="1", MPLBACKEND="module://matplotlib_inline.backend_inline",
-               PIP_DISABLE_PIP_VERSION_CHECK="1", PYTHONNOUSERSITE="1")
+    env = colab_env(wheel, BOOK_STRICT="1", BOOK_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
+                    MPLBACKEND="module://matplotlib_inline.backend_inline")
     before = installed(py)
     if "neurons-to-llms-book" in before:
         raise RuntimeError("the overlay already has the book: the install cell would not be tested")

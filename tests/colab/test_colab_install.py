@@ -63,8 +63,7 @@ def _install_cell_only(path: Path) -> None:
 
 
 def _run_cell(py, nb_path, spec):
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BOOK_", "PYTHONPATH", "VIRTUAL_ENV"))}
-    env.update(BOOK_INSTALL_SPEC=spec, PIP_DISABLE_PIP_VERSION_CHECK="1", PYTHONNOUSERSITE="1")
+    env = ce.colab_env(spec)
     code = ("import sys, nbformat\nfrom nbclient import NotebookClient\n"
             "nb = nbformat.read(sys.argv[1], as_version=4)\n"
             "NotebookClient(nb, timeout=300, kernel_name='python3').execute()")
