@@ -183,10 +183,24 @@ def main(argv=None):
     _worker(args)
 
 
-def launch(nproc: int, out, on_line=None, timeout: float = 300, **kwargs) -> dict:
+def launch(nproc: int, out, on_line=None, timeout: float = 300, tries: int = 2, **kwargs) -> dict:
     """Run ``main`` under torchrun with ``nproc`` processes from Python (e.g. a notebook) and return the result.
 
-    ``on_line(str)`` receives each line rank 0 prints, while training runs (for live plots)."""
+    ``on_line(str)`` receives each line rank 0 prints, while training runs (for live plots). A run whose
+    processes die is started again, up to ``tries`` runs in all, saying so: on a loaded 2-core machine a
+    gloo rank has been seen to abort (SIGABRT, no message; once in about 25 runs); the retry runs the
+    same deterministic computation from the start, so the result is unchanged."""
+    for attempt in range(1, tries + 1):
+        try:
+            return _launch_once(nproc, out, on_line, timeout, **kwargs)
+        except RuntimeError as e:
+            if attempt == tries:
+                raise
+            print(f"torchrun failed (run {attempt} of {tries}), starting again; its last lines:\n{e}")
+    raise AssertionError("unreachable")
+
+
+def _launch_once(nproc: int, out, on_line, timeout: float, **kwargs) -> dict:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
            "-m", "book.distributed", "--out", str(out)]
     for k, v in kwargs.items():

@@ -83,3 +83,22 @@ def test_checks_accept_solutions_and_reject_wrong_ones():
                             ("row_parallel", lambda x, W, b, n: F.linear(x, W, b) + b)]:
             with pytest.raises(check.CheckFailed):
                 getattr(check, name)(wrong)
+
+
+def test_launch_starts_a_failed_run_once_more_and_then_gives_up(monkeypatch, capsys):
+    import book.distributed as d
+    calls = []
+
+    def flaky(*a, **k):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("torchrun exited with 1: rank 1 SIGABRT")
+        return {"world": 2}
+    monkeypatch.setattr(d, "_launch_once", flaky)
+    assert d.launch(2, "x.pt") == {"world": 2} and len(calls) == 2
+    assert "starting again" in capsys.readouterr().out
+    monkeypatch.setattr(d, "_launch_once", lambda *a, **k: calls.append(1) or (_ for _ in ()).throw(RuntimeError("x")))
+    calls.clear()
+    with pytest.raises(RuntimeError):
+        d.launch(2, "x.pt", tries=2)
+    assert len(calls) == 2
