@@ -7,7 +7,7 @@ from typing import Callable
 
 import torch
 
-from .config import sync
+from book.config import sync
 
 
 def time_step(step: Callable[[], None], device, repeats: int = 10, warmup: int = 3) -> float:

@@ -16,7 +16,7 @@ from typing import Callable, Iterable
 import torch
 from torch import nn
 
-from .data import batches
+from book.data import batches
 
 
 @dataclass

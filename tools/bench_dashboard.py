@@ -1,5 +1,5 @@
 """What the live training dashboard costs: the median over several runs of the same training with and
-without ``book.widgets.TrainingDashboard`` (the gradient_descent chapter's MLP on the shipped MNIST).
+without ``book.ui.dashboard.TrainingDashboard`` (the gradient_descent chapter's MLP on the shipped MNIST).
 
     python tools/bench_dashboard.py              # 5 runs each, the chapter's cpu setting
     python tools/bench_dashboard.py --runs 7 --epochs 30 --hidden 1024   # e.g. the gpu profile on CUDA
@@ -24,7 +24,7 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 from book import fit, load_mnist, setup  # noqa: E402
-from book.widgets import TrainingDashboard  # noqa: E402
+from book.ui.dashboard import TrainingDashboard  # noqa: E402
 
 
 def one_run(data, env, hidden: int, epochs: int, dashboard: bool) -> tuple[float, int]:

@@ -39,11 +39,12 @@ if str(ROOT) not in sys.path:      # run as a script from anywhere: import the c
     sys.path.insert(0, str(ROOT))
 
 from book.config import Env  # noqa: E402
-from book.counting import count_params  # noqa: E402
-from book.distributed import zero_memory  # noqa: E402
-from book.efficiency import SavedTensorMeter, DeepMLP, layernorm_gelu  # noqa: E402
-from book.gpt import GPT, GPTConfig, gpt_loss  # noqa: E402
-from book.models import LeNet, deep_mlp  # noqa: E402
+from book.lab.distributed import zero_memory  # noqa: E402
+from book.lab.efficiency import DeepMLP, SavedTensorMeter, layernorm_gelu  # noqa: E402
+from book.nn.counting import count_params  # noqa: E402
+from book.nn.gpt import GPT, GPTConfig  # noqa: E402
+from book.nn.losses import lm_loss as _lm_loss  # noqa: E402
+from book.nn.models import LeNet, deep_mlp  # noqa: E402
 
 GiB, MiB = 2 ** 30, 2 ** 20
 T4_USABLE = 15 * GiB          # nvidia-smi shows 15,360 MiB on Colab's T4 (sold as "16 GB")
@@ -51,7 +52,7 @@ CUDA_CONTEXT = GiB // 2       # CUDA context, cuBLAS/cuDNN handles, allocator ro
 FP32 = 4
 OPT_STATE = {"adam": 2, "adamw": 2, "sgd_momentum": 1, "sgd": 0, None: 0}   # fp32 tensors per trainable parameter
 MNIST_PIXELS = 784
-VOCAB = 65                    # characters in the shipped Tiny Shakespeare (book.text.CharVocab(load_text()))
+VOCAB = 65                    # characters in the shipped Tiny Shakespeare (book.data.text.CharVocab(load_text()))
 
 
 # ============================================================================ reading the gpu profile
@@ -84,7 +85,7 @@ def gpu_config(notebook: Path) -> SimpleNamespace:
 
 # ============================================================================ measuring on the meta device
 def _storage_key(t: torch.Tensor) -> int:
-    # book.efficiency.SavedTensorMeter keys storages by data_ptr(), which is 0 for every meta tensor (it would
+    # book.lab.efficiency.SavedTensorMeter keys storages by data_ptr(), which is 0 for every meta tensor (it would
     # count nothing there); the StorageImpl's address identifies a storage on every device.
     return t.untyped_storage()._cdata
 
@@ -247,7 +248,7 @@ def ce_labels(out, xs):
 
 
 def lm_loss(out, xs):
-    return gpt_loss(out.float(), xs[0])
+    return _lm_loss(out.float(), xs[0])
 
 
 def gpt(n_layer, n_head, n_embd, block, vocab=VOCAB, causal=True):
@@ -264,14 +265,14 @@ def n_params_of(build) -> int:
 
 
 class _Classifier(nn.Module):
-    """book.pretrain.GPTClassifier on a fresh body (its checkpoint's shape: book.pretrain.RECIPE)."""
+    """book.lab.pretraining.GPTClassifier on a fresh body (its checkpoint's shape: book.lab.pretraining.RECIPE)."""
 
     def __init__(self, n_layer, n_head, n_embd, block, n_classes=6, lora_rank=0):
         super().__init__()
-        from book.pretrain import GPTClassifier
+        from book.lab.pretraining import GPTClassifier
         self.clf = GPTClassifier(GPT(GPTConfig(VOCAB, block, n_layer, n_head, n_embd)), n_classes)
         if lora_rank:
-            from book.lora import add_lora
+            from book.nn.lora import add_lora
             add_lora(self.clf, r=lora_rank, targets=("qkv", "proj", "mlp.0", "mlp.2"), train=("head",))
 
     def forward(self, idx):
@@ -279,7 +280,7 @@ class _Classifier(nn.Module):
 
 
 def recipe_shape():
-    from book.pretrain import RECIPE
+    from book.lab.pretraining import RECIPE
     return RECIPE["n_layer"], RECIPE["n_head"], RECIPE["n_embd"], RECIPE["block"]
 
 
@@ -348,7 +349,7 @@ def ch_compression(c):
     phases.append(Phase(Workload(f"LeNet(width={c.width})", lambda: LeNet(width=c.width), images, 64, ce_labels,
                                  "adam"), mnist_bytes(False), train_state(n, "adam") + copies, False,
                         "prune + fine-tune a copy; teacher (+grads, Adam) and a few copies alive"))
-    from book.compression import student_mlp
+    from book.lab.compression import student_mlp
     phases.append(Phase(Workload(f"student MLP(hidden={c.hidden})", lambda: student_mlp(c.hidden), images, 64,
                                  ce_labels, "adam"), mnist_bytes(False),
                         train_state(n, "adam") + 8000 * 10 * FP32, False, "distillation; teacher + its logits kept"))
@@ -407,7 +408,7 @@ def ch_efficiency(c):
 
 
 def ch_generative(c):
-    from book.generative import VAE
+    from book.lab.generative import VAE
     vae = lambda: VAE(latent=2, hidden=c.hidden)  # noqa: E731
     cvae = lambda: _CVAE(c.hidden)  # noqa: E731
     n_vae, n_clf = n_params_of(vae), n_params_of(LeNet)
@@ -429,7 +430,7 @@ def ch_generative(c):
 class _CVAE(nn.Module):
     def __init__(self, hidden):
         super().__init__()
-        from book.generative import VAE
+        from book.lab.generative import VAE
         self.vae = VAE(latent=2, hidden=hidden, n_classes=10)
 
     def forward(self, x, y):
@@ -514,8 +515,7 @@ def ch_pretraining(c):
 
 
 def ch_recsys_rl(c):
-    from book.recsys import MatrixFactorization
-    from book.rl import Catch, PolicyNet
+    from book.lab.recsys_rl import Catch, MatrixFactorization, PolicyNet
     mf = lambda: _MF(c.users, c.items, c.dim)  # noqa: E731
     horizon = Catch(c.width, c.height, c.balls, n_envs=1).horizon
     obs = (2, c.height, c.width)
@@ -537,7 +537,7 @@ def ch_recsys_rl(c):
 class _MF(nn.Module):
     def __init__(self, users, items, dim):
         super().__init__()
-        from book.recsys import MatrixFactorization
+        from book.lab.recsys_rl import MatrixFactorization
         self.mf = MatrixFactorization(users, items, dim)
 
     def forward(self, u):
@@ -558,7 +558,7 @@ def _obs_inputs(obs):
 
 
 def ch_rnn(c):
-    from book.rnn import CharLSTM
+    from book.nn.rnn import CharLSTM
     lstm = lambda: CharLSTM(VOCAB, c.hidden, c.layers)  # noqa: E731
     desc = f"CharLSTM(hidden {c.hidden}, {c.layers} layers), block {c.block}"
     return [Phase(Workload(desc, lstm, tokens(c.block), c.batch, lm_loss, "adam"), 2 * 64 * c.block * 8, 0, True,
@@ -693,7 +693,7 @@ def main(argv=None) -> int:
     rows = estimate_all(args.chapters)
     print(markdown_table(rows))
     print(f"\nCUDA context/allocator allowance {_fmt(CUDA_CONTEXT)} included in every peak; T4 budget "
-          f"{_fmt(T4_USABLE)}. ZeRO cross-check (book.distributed.zero_memory, 1 GPU, stage 0) of the biggest "
+          f"{_fmt(T4_USABLE)}. ZeRO cross-check (book.lab.distributed.zero_memory, 1 GPU, stage 0) of the biggest "
           f"peak-phase model: {_zero_check(rows)}")
     return 1 if args.check and not all(r.fits for r in rows) else 0
 

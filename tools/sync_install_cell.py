@@ -7,7 +7,7 @@ after adding a chapter::
     python tools/sync_install_cell.py               # pin the release tag v<version> (what is committed)
     python tools/sync_install_cell.py --ref 1a2b3c  # pin a commit (the Pages workflow: the built commit)
 
-``tests/test_notebooks.py`` fails if a chapter's first code cell differs from the committed form.
+``tests/unit/test_notebooks.py`` fails if a chapter's first code cell differs from the committed form.
 
 The cell is written for Colab as it is: it holds every package that is already installed at its
 version (a constraints file made from the running environment), so pip may only *add* what is missing

@@ -1,15 +1,18 @@
 """Exercise self-checks: ``from book import check; check.momentum_step(my_fn)``.
 
-Each chapter's checks live in their own module, listed in its ``__all__``, and are re-exported here.
+Each chapter's checks live in ``book/check/<chapter stem>.py`` (the notebook's file name), listed in its
+``__all__``, and are re-exported here.
 """
 import importlib as _importlib
 
-from .core import Case, CheckFailed, close, raising, results, run_cases, strict  # noqa: F401
+from book.check.core import Case, CheckFailed, close, raising, results, run_cases, strict  # noqa: F401
 
 # The one way a module's checks are registered: its name here and its ``__all__``. A misspelt name fails
-# at import; tests/test_check.py fails if a module of this folder is missing from the tuple.
-MODULES = ("foundations", "mathematics", "optim", "pretraining", "lora", "adversarial", "efficiency",
-           "distributed", "compression", "scaling", "applications", "generative", "apps", "tools", "trends")
+# at import; tests/unit/test_check.py fails if a module of this folder is missing from the tuple.
+MODULES = ("history", "core_concepts", "losses_activations", "backprop", "gradient_descent", "attention_math",
+           "training_practice", "cnn", "rnn", "gpt", "pretraining", "lora", "adversarial", "efficiency",
+           "distributed", "compression", "scaling_laws", "applications", "generative", "recsys_rl", "tools",
+           "trends")
 
 for _topic in MODULES:
     _mod = _importlib.import_module(f"{__name__}.{_topic}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .core import Case, run_cases
+from book.check.core import Case, run_cases
 
 __all__ = ["fgsm_step", "project_linf", "linear_worst_case", "accuracy_under_fgsm", "targeted_fgsm"]
 
@@ -76,7 +76,7 @@ def _template_task(seed: int, n: int = 200):
 def accuracy_under_fgsm(fn) -> None:
     """``fn(model, x, y, eps)`` -> the fraction of ``x`` still classified as ``y`` after an FGSM attack
     with budget ``eps`` (a float)."""
-    from ..adversarial import robust_accuracy
+    from book.lab.adversarial import robust_accuracy
     cases = []
     for i, (seed, eps) in enumerate([(0, 0.0), (0, 0.02), (0, 0.05), (1, 0.03), (2, 0.01)]):
         model, x, y = _template_task(seed)
@@ -89,7 +89,7 @@ def accuracy_under_fgsm(fn) -> None:
 
 def targeted_fgsm(fn) -> None:
     """``fn(model, x, target, eps)`` -> one FGSM step that *lowers* the loss of class ``target``, clamped to [0, 1]."""
-    from ..adversarial import fgsm
+    from book.lab.adversarial import fgsm
     cases = []
     for i, (seed, eps) in enumerate([(0, 0.05), (1, 0.1), (2, 0.2)]):
         model, x, y = _template_task(seed, n=20)

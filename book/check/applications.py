@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from .core import Case, run_cases
+from book.check.core import Case, run_cases
 
 __all__ = ["confusion", "precision_recall", "macro_f1", "topk_accuracy"]
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from .core import Case, close, run_cases
+from book.check.core import Case, close, run_cases
 
 __all__ = ["quantize_symmetric", "affine_params", "magnitude_mask", "kd_loss", "csr_bytes"]
 
@@ -33,7 +33,7 @@ def _compare_codes(got, expected):
 
 def quantize_symmetric(fn) -> None:
     """``fn(x)`` -> ``(q, scale)``: symmetric per-tensor int8, ``scale = max|x| / 127``, ``q = round(x / scale)``."""
-    from ._reference import _sym_ref  # hidden from graded code
+    from book.check._reference import _sym_ref  # hidden from graded code
     x = torch.tensor([-1.0, -0.5, 0.0, 0.25, 1.27])
     cases = [Case((x,), _sym_ref(x), label="[-1, -0.5, 0, 0.25, 1.27]: scale 0.01, q = [-100, -50, 0, 25, 127]"),
              Case((torch.tensor([0.3, -2.54]),), _sym_ref(torch.tensor([0.3, -2.54])),
@@ -48,7 +48,7 @@ def quantize_symmetric(fn) -> None:
 def affine_params(fn) -> None:
     """``fn(x)`` -> ``(scale, zero_point)`` for unsigned 8-bit affine quantization of the range
     ``[min(x, 0), max(x, 0)]``: ``scale = (hi - lo) / 255``, ``zero_point = -round(lo / scale)``."""
-    from ._reference import _affine_ref  # hidden from graded code
+    from book.check._reference import _affine_ref  # hidden from graded code
     cases = [Case((torch.tensor([-1.0, 0.5, 1.55]),), _affine_ref(torch.tensor([-1.0, 0.5, 1.55])),
                   label="range [-1, 1.55]: scale 0.01, zero point 100"),
              Case((torch.tensor([0.2, 2.55]),), _affine_ref(torch.tensor([0.2, 2.55])),
@@ -69,7 +69,7 @@ def _compare_mask(got, expected):
 def magnitude_mask(fn) -> None:
     """``fn(w, sparsity)`` -> a mask shaped like ``w`` (1 = keep, 0 = prune) that removes the
     ``round(sparsity · w.numel())`` entries of smallest ``|w|``."""
-    from ._reference import _mask_ref  # hidden from graded code
+    from book.check._reference import _mask_ref  # hidden from graded code
     w = torch.tensor([[0.5, -0.1, 0.05], [-2.0, 0.3, -0.02]])
     cases = [Case((w, 0.5), _mask_ref(w, 0.5), label="6 weights, 50 %: drop -0.02, 0.05 and -0.1 (by |w|)"),
              Case((w, 0.0), torch.ones(2, 3), label="sparsity 0: keep everything")]
@@ -83,7 +83,7 @@ def magnitude_mask(fn) -> None:
 
 def kd_loss(fn) -> None:
     """``fn(student_logits, teacher_logits, T)`` -> ``T² · KL(softmax(t/T) ‖ softmax(s/T))`` averaged over the batch."""
-    from ._reference import _kd_ref  # hidden from graded code
+    from book.check._reference import _kd_ref  # hidden from graded code
     s = torch.tensor([[2.0, 0.0, -1.0]])
     cases = [Case((s, s.clone(), 4.0), torch.tensor(0.0), label="student = teacher: loss 0"),
              Case((torch.zeros(1, 3), torch.tensor([[3.0, 1.0, 0.0]]), 2.0),
@@ -99,7 +99,7 @@ def kd_loss(fn) -> None:
 def csr_bytes(fn) -> None:
     """``fn(w)`` -> bytes to store the 2-D float32 tensor ``w`` in CSR: 4-byte values and 8-byte (int64) column
     indices for each non-zero, plus ``rows + 1`` 8-byte row pointers."""
-    from ._reference import _csr_ref  # hidden from graded code
+    from book.check._reference import _csr_ref  # hidden from graded code
     w = torch.tensor([[0.0, 1.5, 0.0], [0.0, 0.0, 0.0], [2.0, 0.0, -1.0]])
     cases = [Case((w,), _csr_ref(w), label="3 non-zeros in a 3×3 matrix: 36 + 32 = 68 bytes"),
              Case((torch.zeros(4, 5),), 40, label="all zeros: only the 5 row pointers")]

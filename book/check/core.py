@@ -8,6 +8,7 @@ to prove the hidden solutions pass, and autograders use it to turn a check cell 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -131,3 +132,16 @@ def run_cases(name: str, fn: Callable, cases: list[Case], compare: Callable = cl
         raise CheckFailed(f"{name}: {passed}/{total} cases passed")
     return ok
 
+
+def _g(seed: int) -> torch.Generator:
+    """A seeded CPU generator: the random cases of a check are the same on every run."""
+    return torch.Generator().manual_seed(seed)
+
+
+def _rel(got, expected) -> tuple[bool, str]:
+    try:
+        g = float(got)
+    except (TypeError, ValueError):
+        return False, f"expected a number, got {type(got).__name__}"
+    ok = math.isclose(g, expected, rel_tol=1e-6, abs_tol=1e-9)
+    return ok, "" if ok else f"off by {abs(g - expected) / max(abs(expected), 1e-12):.1%}"

@@ -1,11 +1,10 @@
 """Self-checks for the chapter "Training efficiently: mixed precision, accumulation, checkpointing, compilation"."""
 from __future__ import annotations
 
-
 import torch
 from torch import nn
 
-from .core import Case, run_cases
+from book.check.core import Case, run_cases
 
 __all__ = ["bytes_in_dtype", "loss_scale_update", "accumulation_weights", "mlp_activation_bytes", "best_segments"]
 
@@ -48,7 +47,7 @@ def accumulation_weights(fn) -> None:
 
 def _measured_bytes(batch, width, depth, dtype):
     """The truth: bytes autograd saves for Sequential([Linear, ReLU] * depth) on a (batch, width) input."""
-    from ..efficiency import SavedTensorMeter
+    from book.lab.efficiency import SavedTensorMeter
     torch.manual_seed(0)
     net = nn.Sequential(*[m for _ in range(depth) for m in (nn.Linear(width, width), nn.ReLU())]).to(dtype)
     x = torch.randn(batch, width, dtype=dtype)
@@ -60,7 +59,7 @@ def _measured_bytes(batch, width, depth, dtype):
 def mlp_activation_bytes(fn) -> None:
     """``fn(batch, width, depth, dtype)`` -> bytes that autograd keeps for the backward pass of
     ``nn.Sequential(Linear(width, width), ReLU()) * depth`` on an input of shape (batch, width) in ``dtype``
-    (parameters not counted) -- compared with what :class:`book.efficiency.SavedTensorMeter` measures."""
+    (parameters not counted) -- compared with what :class:`book.lab.efficiency.SavedTensorMeter` measures."""
     specs = [((32, 64, 4, torch.float32), True), ((8, 16, 1, torch.bfloat16), True),
              ((16, 32, 10, torch.float32), False), ((4, 128, 3, torch.float16), False)]
     cases = [Case(a, _measured_bytes(*a), public=p, label=f"batch {a[0]}, width {a[1]}, depth {a[2]}, {a[3]}")
@@ -73,7 +72,7 @@ def mlp_activation_bytes(fn) -> None:
 def best_segments(fn) -> None:
     """``fn(depth)`` -> the number of checkpointed segments s (1..depth) minimising the peak
     s + ceil(depth / s) (activations of one block as the unit); the smallest such s on ties."""
-    from ._reference import _best_ref  # hidden from graded code
+    from book.check._reference import _best_ref  # hidden from graded code
     cases = [Case((16,), 4, label="depth 16"), Case((10,), _best_ref(10), label="depth 10 (ties: the smallest s)"),
              Case((1,), 1, label="depth 1")]
     cases += [Case((d,), _best_ref(d), public=False, label=f"depth {d}") for d in (2, 7, 48, 100, 1000)]

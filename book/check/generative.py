@@ -5,7 +5,7 @@ import math
 
 import torch
 
-from .core import Case, run_cases
+from book.check.core import Case, run_cases
 
 __all__ = ["reparam_sample", "kl_to_standard_normal", "elbo_loss", "distinct_ngrams", "classifier_inception_score",
            "gan_optimum"]
@@ -34,7 +34,7 @@ def reparam_sample(fn) -> None:
 def kl_to_standard_normal(fn) -> None:
     """``fn(mu, logvar)`` -> KL(N(mu, diag exp(logvar)) || N(0, I)) summed over the last dimension, shape (B,),
     compared with ``torch.distributions.kl_divergence``."""
-    from ._reference import _kl_ref  # hidden from graded code
+    from book.check._reference import _kl_ref  # hidden from graded code
     g = torch.Generator().manual_seed(22)
     z = torch.zeros(2, 3, dtype=torch.float64)
     cases = [Case((z, z), torch.zeros(2, dtype=torch.float64), label="q = p: KL is 0"),
@@ -53,7 +53,7 @@ def kl_to_standard_normal(fn) -> None:
 def elbo_loss(fn) -> None:
     """``fn(logits, x, mu, logvar)`` -> the negative ELBO averaged over the batch: Bernoulli reconstruction
     (binary cross-entropy from logits, summed over the pixels of each image) plus the Gaussian KL."""
-    from ._reference import _elbo_ref  # hidden from graded code
+    from book.check._reference import _elbo_ref  # hidden from graded code
     g = torch.Generator().manual_seed(23)
     cases = []
     for i, (b, d, latent) in enumerate([(2, 4, 1), (3, 6, 2), (8, 784, 2), (5, 10, 3)]):
@@ -84,7 +84,7 @@ def distinct_ngrams(fn) -> None:
 
 def classifier_inception_score(fn) -> None:
     """``fn(probs)`` -> exp(mean over images of KL(p(y|x) || p(y))) for class probabilities (N, classes)."""
-    from ._reference import _is_ref  # hidden from graded code
+    from book.check._reference import _is_ref  # hidden from graded code
     g = torch.Generator().manual_seed(24)
     eye = torch.eye(4, dtype=torch.float64)
     cases = [Case((eye,), 4.0, label="4 images, each certainly a different class: 4"),
@@ -103,7 +103,7 @@ def classifier_inception_score(fn) -> None:
 def gan_optimum(fn) -> None:
     """``fn(p_data, p_model)`` -> max over D of V(D, G) = E_data log D + E_model log(1 - D), for two probability
     vectors over the same finite set of outcomes."""
-    from ._reference import _gan_ref  # hidden from graded code
+    from book.check._reference import _gan_ref  # hidden from graded code
     g = torch.Generator().manual_seed(25)
     half = torch.tensor([0.5, 0.5], dtype=torch.float64)
     cases = [Case((half, half), -math.log(4), label="p_model = p_data: -log 4"),

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from .core import Case, run_cases
+from book.check.core import Case, run_cases
 
 __all__ = ["lora_params", "lora_forward", "merge_weight", "update_rank", "adam_training_bytes"]
 

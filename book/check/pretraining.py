@@ -4,14 +4,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .core import Case, run_cases
+from book.check.core import Case, run_cases
 
 __all__ = ["bert_corrupt", "causal_pairs", "masked_ce", "probe_params", "leaked_fraction"]
 
 
 def bert_corrupt(fn) -> None:
     """``fn(x, chosen, r, mask_id, random_ids)`` -> corrupted ids (80 % mask, 10 % random, 10 % unchanged)."""
-    from ._reference import _corrupt_ref  # hidden from graded code
+    from book.check._reference import _corrupt_ref  # hidden from graded code
     x = torch.tensor([5, 6, 7, 8, 9])
     chosen = torch.tensor([True, True, True, False, True])
     r = torch.tensor([0.1, 0.85, 0.95, 0.1, 0.8])
@@ -64,7 +64,7 @@ def probe_params(fn) -> None:
 
 def leaked_fraction(fn) -> None:
     """``fn(test_starts, block, held)`` -> fraction of windows containing a non-held-out character."""
-    from ._reference import _leak_ref  # hidden from graded code
+    from book.check._reference import _leak_ref  # hidden from graded code
     held = torch.tensor([False, True, True, True, False, False])
     cases = [Case((torch.tensor([1, 3]), 2, held), 0.5, label="window 1..2 held out, window 3..4 touches 4"),
              Case((torch.tensor([1]), 3, held), 0.0, label="window 1..3 lies inside the held-out run")]

@@ -1,7 +1,7 @@
 """Self-checks for the chapter "Tools of the trade"."""
 from __future__ import annotations
 
-from .core import Case, run_cases
+from book.check.core import Case, run_cases
 
 __all__ = ["amdahl", "matmul_intensity", "attainable", "ema"]
 

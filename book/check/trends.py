@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .core import Case, run_cases
+from book.check.core import Case, run_cases
 
 __all__ = ["gpu_hours", "energy_mwh", "co2_tonnes", "clip_loss"]
 

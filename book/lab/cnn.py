@@ -1,0 +1,135 @@
+"""Looking inside a trained CNN: filters, feature maps, saliency, mistakes; and convolution geometry."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from torch import nn
+
+from book.nn.conv import out_size
+from book.ui.figure import LiveFigure, player
+
+
+def saliency(model: nn.Module, image: torch.Tensor, label: int | None = None) -> torch.Tensor:
+    """|∂ score / ∂ pixel| for one image (1, H, W): which pixels would change the class score most."""
+    if image.ndim != 3:
+        raise ValueError(f"saliency takes one image of shape (C, H, W), got {tuple(image.shape)}")
+    was = model.training
+    model.eval()
+    x = image[None].detach().clone().requires_grad_(True)
+    scores = model(x)[0]
+    k = int(scores.argmax()) if label is None else label
+    scores[k].backward()
+    model.train(was)
+    return x.grad[0].abs().amax(0)   # (H, W)
+
+
+def feature_maps(model: nn.Module, image: torch.Tensor, layer: nn.Module) -> torch.Tensor:
+    """The output of ``layer`` for one image: (channels, h, w)."""
+    store = {}
+    h = layer.register_forward_hook(lambda m, i, o: store.__setitem__("out", o.detach()))
+    with torch.no_grad():
+        model.eval()
+        model(image[None])
+    h.remove()
+    return store["out"][0]
+
+
+def show_grid(axes, images, titles=None, cmap="gray"):
+    for i, ax in enumerate(np.ravel(axes)):
+        ax.clear()
+        ax.axis("off")
+        if i < len(images):
+            im = images[i]
+            ax.imshow(im.detach().cpu().numpy() if isinstance(im, torch.Tensor) else np.asarray(im), cmap=cmap)
+            if titles:
+                ax.set_title(titles[i], fontsize=8)
+
+
+class CNNInspector:
+    """One test image at a time: the image, its saliency map and the feature maps of a chosen conv layer.
+
+    ``index`` picks the test image and ``layer`` (0 or 1) the convolution; ``show()`` adds sliders,
+    ``player("index", [...])`` precomputes frames for the static site.
+    """
+
+    def __init__(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, index: int = 0, layer: int = 0):
+        self.model, self.images, self.labels = model, images, labels
+        self.convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+        if not self.convs:
+            raise ValueError("the model has no nn.Conv2d layer to inspect")
+        self.settings = dict(index=index, layer=layer)
+        self.fig = None
+        self.live = None
+
+    def draw(self, **override):
+        s = {**self.settings, **override}
+        if not 0 <= s["layer"] < len(self.convs):
+            raise ValueError(f"layer must be in 0..{len(self.convs) - 1}, got {s['layer']}")
+        img, lab = self.images[s["index"]], int(self.labels[s["index"]])
+        maps = feature_maps(self.model, img, self.convs[s["layer"]]).cpu().numpy()
+        with torch.no_grad():
+            pred = int(self.model(img[None]).argmax())
+        sal = saliency(self.model, img).cpu().numpy()
+        n = min(len(maps), 8)
+        if self.fig is None:
+            self.fig, self.axes = plt.subplots(2, 5, figsize=(11, 4.6), dpi=80)
+        for ax in self.axes.ravel():
+            ax.clear()
+            ax.axis("off")
+        self.axes[0, 0].imshow(img[0].cpu().numpy(), cmap="gray")
+        self.axes[0, 0].set_title(f"#{s['index']}: label {lab}, predicted {pred}", fontsize=8,
+                                  color="black" if pred == lab else "red")
+        self.axes[1, 0].imshow(sal, cmap="hot")
+        self.axes[1, 0].set_title("saliency |∂score/∂pixel|", fontsize=8)
+        for i, ax in enumerate(list(self.axes[:, 1:].ravel())[:n]):
+            ax.imshow(maps[i], cmap="viridis")
+            ax.set_title(f"conv{s['layer'] + 1} channel {i}", fontsize=8)
+        self.fig.tight_layout()
+        return pred
+
+    def show(self):
+        import ipywidgets as w
+        from IPython.display import display
+
+        idx = w.IntSlider(value=self.settings["index"], min=0, max=len(self.images) - 1, description="test image")
+        lay = w.Dropdown(options=list(range(len(self.convs))), value=self.settings["layer"], description="conv layer")
+
+        def changed(_):
+            self.settings.update(index=idx.value, layer=lay.value)
+            self.draw()
+            self.live.update()
+        idx.observe(changed, names="value")
+        lay.observe(changed, names="value")
+        display(w.HBox([idx, lay]))
+        self.draw()
+        self.live = LiveFigure(self.fig)
+        return self
+
+    def player(self, key: str = "index", values=range(8)):
+        values = list(values)
+        self.draw()
+        return player(lambda i: self.draw(**{key: values[i]}), len(values), self.fig, interval=900)
+
+
+def draw_conv1d(ax, n: int, k: int, stride: int = 1, padding: int = 0, dilation: int = 1):
+    """One axis of a convolution: input cells (padding grey), and the cells each output reads."""
+    m = out_size(n, k, stride, padding, dilation)
+    ax.clear()
+    ax.axis("off")
+    total = n + 2 * padding
+    for i in range(total):
+        pad = i < padding or i >= padding + n
+        ax.add_patch(plt.Rectangle((i, 0), 0.9, 0.9, fc="#dddddd" if pad else "#9ecae1", ec="k", lw=0.5))
+    colors = plt.cm.tab10.colors
+    for o in range(m):
+        x_out = (total - m) / 2 + o
+        ax.add_patch(plt.Rectangle((x_out, 2.4), 0.9, 0.9, fc=colors[o % 10], ec="k", lw=0.5))
+        for u in range(k):
+            i = o * stride + u * dilation
+            ax.plot([x_out + 0.45, i + 0.45], [2.4, 0.9], color=colors[o % 10], lw=0.8, alpha=0.8)
+    ax.set_xlim(-0.5, max(total, m) + 0.5)
+    ax.set_ylim(-0.3, 3.6)
+    ax.set_title(f"input {n} (+{padding} padding each side), kernel {k}, stride {stride}, dilation {dilation}"
+                 f" → output {m}", fontsize=9)
+    return m

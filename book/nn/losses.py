@@ -1,0 +1,84 @@
+"""Loss functions written out, in the numerically stable forms PyTorch uses (tested against torch.nn.functional).
+
+Why "from logits": a network's last layer outputs unbounded scores z (logits). Computing probabilities
+first and then log(p) loses precision when p rounds to 0 or 1 (log(0) = -inf); the logit forms below
+never form p explicitly and stay finite for any z.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def _same_shape(a: torch.Tensor, b: torch.Tensor, what: str):
+    if a.shape != b.shape:
+        raise ValueError(f"{what}: prediction has shape {tuple(a.shape)} but target has {tuple(b.shape)}; "
+                         "they must match (did you forget .squeeze(1) on a (N, 1) output?)")
+
+
+def mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean squared error, mean over all elements."""
+    _same_shape(pred, target, "mse")
+    return ((pred - target) ** 2).mean()
+
+
+def bce(p: torch.Tensor, y: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """Binary cross-entropy from probabilities: -mean[y log p + (1 - y) log(1 - p)] (p clamped by eps)."""
+    _same_shape(p, y, "bce")
+    p = p.clamp(eps, 1 - eps)
+    return -(y * p.log() + (1 - y) * (1 - p).log()).mean()
+
+
+def bce_with_logits(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The same loss from logits z (p = sigmoid(z)), stable for any z: max(z, 0) - z·y + log(1 + e^{-|z|})."""
+    _same_shape(z, y, "bce_with_logits")
+    return (z.clamp(min=0) - z * y + torch.log1p(torch.exp(-z.abs()))).mean()
+
+
+def logsumexp(z: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """log Σ e^{z}: subtract the max first so that no exponential overflows."""
+    m = z.amax(dim=dim, keepdim=True)
+    m = torch.where(torch.isfinite(m), m, torch.zeros_like(m))
+    return (m + (z - m).exp().sum(dim=dim, keepdim=True).log()).squeeze(dim)
+
+
+def log_softmax(z: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    return z - logsumexp(z, dim).unsqueeze(dim)
+
+
+def softmax(z: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """e^{z_i} / Σ_j e^{z_j}, computed as exp(log_softmax) so large logits do not overflow."""
+    return log_softmax(z, dim).exp()
+
+
+def _check_targets(logits: torch.Tensor, target: torch.Tensor):
+    if logits.ndim != 2:
+        raise ValueError(f"logits must have shape (N, C), got {tuple(logits.shape)}")
+    if target.shape != logits.shape[:1] or target.dtype not in (torch.int64, torch.int32):
+        raise ValueError(f"target must be class indices of shape ({logits.shape[0]},) and an integer dtype, "
+                         f"got shape {tuple(target.shape)} and {target.dtype}")
+
+
+def cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Categorical cross-entropy from logits (N, C) and class indices (N,): mean of -log softmax(z)[target]."""
+    _check_targets(logits, target)
+    return -log_softmax(logits, 1).gather(1, target.long()[:, None]).mean()
+
+
+def cross_entropy_from_probs(p: torch.Tensor, target: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+    """The same from probabilities (N, C): mean of -log p[target] (p clamped by eps)."""
+    _check_targets(p, target)
+    return -p.clamp_min(eps).log().gather(1, target.long()[:, None]).mean()
+
+
+def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """A language model's loss: mean cross-entropy over every (batch, time) position.
+
+    logits (B, T, V), targets (B, T). Used by the rnn, gpt, pretraining, efficiency, scaling_laws and trends
+    chapters. It calls PyTorch's fused ``cross_entropy`` (faster than :func:`cross_entropy` above, which
+    computes the same number: tests/unit/test_losses.py checks it)."""
+    if logits.dim() != 3 or targets.shape != logits.shape[:2]:
+        raise ValueError(f"lm_loss takes logits (B, T, V) and targets (B, T); got {tuple(logits.shape)} and "
+                         f"{tuple(targets.shape)}")
+    return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]),  # (B*T, V)
+                                             targets.reshape(-1))                     # (B*T,)
+

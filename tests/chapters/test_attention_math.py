@@ -1,0 +1,29 @@
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from book.nn.attention import attention, causal_mask
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_attention_matches_torch(masked):
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 3, 5, 8, generator=g) for _ in range(3))  # (B, heads, T, d)
+    mask = causal_mask(5) if masked else None
+    out, w = attention(q, k, v, mask)
+    ref = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    assert torch.allclose(out, ref, atol=1e-6) and w.shape == (2, 3, 5, 5)
+    assert torch.allclose(w.sum(-1), torch.ones(2, 3, 5))
+    if masked:
+        assert (w.triu(1) == 0).all()  # no weight on the future
+
+
+def test_attention_errors():
+    x = torch.zeros(4, 8)
+    with pytest.raises(ValueError, match="same last dimension"):
+        attention(x, torch.zeros(4, 7), x)
+    with pytest.raises(ValueError, match="same number of positions"):
+        attention(x, x, torch.zeros(3, 8))
+    with pytest.raises(TypeError, match="boolean"):
+        attention(x, x, x, mask=torch.ones(4, 4))

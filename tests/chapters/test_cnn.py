@@ -1,0 +1,124 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from book import check
+from book.data.augment import hflip, random_affine
+from book.lab.cnn import CNNInspector, draw_conv1d, feature_maps, saliency
+from book.nn.conv import conv2d_loops, conv2d_unfold, maxpool2d_loops, out_size
+from book.nn.models import LeNet, deep_mlp
+
+
+@pytest.mark.parametrize("stride,padding,dilation", [(1, 0, 1), (2, 1, 1), (1, 2, 2), (2, 0, 3)])
+def test_conv_matches_torch(stride, padding, dilation):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 11, 9, generator=g, dtype=torch.float64)
+    w, b = torch.randn(5, 3, 3, 2, generator=g, dtype=torch.float64), torch.randn(5, generator=g, dtype=torch.float64)
+    ref = F.conv2d(x, w, b, stride=stride, padding=padding, dilation=dilation)
+    assert torch.allclose(conv2d_loops(x, w, b, stride, padding, dilation), ref)
+    assert torch.allclose(conv2d_unfold(x, w, b, stride, padding, dilation), ref)
+    assert torch.allclose(conv2d_unfold(x, w, None, stride, padding, dilation), ref - b.view(1, 5, 1, 1))
+
+
+def test_pool_and_sizes():
+    x = torch.randn(2, 3, 8, 8)
+    assert torch.equal(maxpool2d_loops(x), F.max_pool2d(x, 2))
+    assert torch.equal(maxpool2d_loops(x, 3, 1), F.max_pool2d(x, 3, 1))
+    assert out_size(28, 5, padding=2) == 28 and out_size(224, 7, 2, 3) == 112 and out_size(10, 3, dilation=2) == 6
+
+
+def test_conv_errors():
+    with pytest.raises(ValueError, match="channels"):
+        conv2d_unfold(torch.zeros(1, 2, 5, 5), torch.zeros(1, 3, 3, 3))
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
+        conv2d_loops(torch.zeros(5, 5), torch.zeros(1, 1, 3, 3))
+    with pytest.raises(ValueError, match="does not fit"):
+        out_size(3, 5)
+    with pytest.raises(ValueError, match="need n"):
+        out_size(5, 3, stride=0)
+
+
+def test_lenet_and_deep_mlp():
+    m = LeNet()
+    assert m(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
+    assert sum(p.numel() for p in m.parameters()) == 61706
+    with pytest.raises(ValueError, match=r"\(B, 1, 28, 28\)"):
+        m(torch.zeros(3, 784))
+    for init in ("default", "naive", "xavier", "he"):
+        for norm in (None, "batch", "layer"):
+            net = deep_mlp(depth=3, width=16, act="relu", init=init, norm=norm)
+            assert net(torch.zeros(4, 1, 28, 28)).shape == (4, 10)
+    assert deep_mlp(depth=2, width=8, init="naive")[1].weight.std() < 0.02
+    with pytest.raises(ValueError, match="unknown init"):
+        deep_mlp(init="zeros")
+    with pytest.raises(ValueError, match="norm"):
+        deep_mlp(norm="group")
+    with pytest.raises(ValueError, match="unknown activation"):
+        deep_mlp(act="gelu")
+
+
+def test_augmentation_keeps_shape_and_mass():
+    x = torch.zeros(4, 1, 28, 28)
+    x[:, :, 10:18, 12:16] = 1.0
+    y = random_affine(x, max_shift=2, max_degrees=10, generator=torch.Generator().manual_seed(0))
+    assert y.shape == x.shape and not torch.equal(x, y)
+    assert torch.allclose(y.sum((1, 2, 3)), x.sum((1, 2, 3)), rtol=0.15)   # the stroke stays in the image
+    assert torch.equal(random_affine(x, 0, 0), x)
+    assert torch.equal(hflip(hflip(x)), x)
+    with pytest.raises(ValueError):
+        random_affine(torch.zeros(28, 28))
+
+
+def test_inspection_tools():
+    model = LeNet()
+    imgs, labels = torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])
+    assert saliency(model, imgs[0]).shape == (28, 28) and model.training
+    assert feature_maps(model, imgs[0], model.features[0]).shape == (6, 28, 28)
+    ins = CNNInspector(model, imgs, labels)
+    assert 0 <= ins.draw(index=2, layer=1) < 10
+    assert "<script" in ins.player("index", range(2)).data
+    with pytest.raises(ValueError, match="layer must be"):
+        ins.draw(layer=5)
+    with pytest.raises(ValueError, match="no nn.Conv2d"):
+        CNNInspector(nn.Linear(2, 2), imgs, labels)
+    with pytest.raises(ValueError, match="one image"):
+        saliency(model, imgs)
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots()
+    assert draw_conv1d(ax, 8, 3, 2, 1, 1) == 4
+
+
+@pytest.mark.parametrize("name,good,bad", [
+    ("conv_output_size", lambda n, k, s, p, d: (n + 2 * p - d * (k - 1) - 1) // s + 1,
+     lambda n, k, s, p, d: (n - k) // s + 1),
+    ("conv2d_single", lambda x, w: F.conv2d(x[None, None], w[None, None])[0, 0],
+     lambda x, w: F.conv2d(x[None, None], w.flip(0, 1)[None, None])[0, 0]),
+    ("maxpool2x2", lambda x: F.max_pool2d(x[None, None], 2)[0, 0], lambda x: F.avg_pool2d(x[None, None], 2)[0, 0]),
+    ("conv2d_multi", lambda x, w, b: F.conv2d(x, w, b), lambda x, w, b: F.conv2d(x, w)),
+])
+def test_cnn_checks(name, good, bad, monkeypatch):
+    monkeypatch.setenv("BOOK_STRICT", "1")
+    getattr(check, name)(good)
+    with pytest.raises(check.CheckFailed):
+        getattr(check, name)(bad)
+
+
+@pytest.mark.parametrize("name,good,bad", [
+    ("init_std", lambda k, i, o: math.sqrt(2 / (i + o)) if k == "xavier" else math.sqrt(2 / i),
+     lambda k, i, o: math.sqrt(1 / i)),
+    ("batchnorm_forward", lambda x, eps: (x - x.mean(0)) / torch.sqrt(x.var(0, unbiased=False) + eps),
+     lambda x, eps: (x - x.mean(0)) / torch.sqrt(x.var(0) + eps)),
+    ("warmup_cosine_lr", lambda s, T, w, b: (b * (s + 1) / w if s < w
+                                             else b * 0.5 * (1 + math.cos(math.pi * (s - w) / (T - w)))),
+     lambda s, T, w, b: b * 0.5 * (1 + math.cos(math.pi * s / T))),
+    ("clip_by_norm", lambda gs, m: [g * min(1.0, m / float(torch.sqrt(sum((t ** 2).sum() for t in gs)))) for g in gs],
+     lambda gs, m: [g.clamp(-m, m) for g in gs]),
+])
+def test_training_checks(name, good, bad, monkeypatch):
+    monkeypatch.setenv("BOOK_STRICT", "1")
+    getattr(check, name)(good)
+    with pytest.raises(check.CheckFailed):
+        getattr(check, name)(bad)

@@ -1,0 +1,104 @@
+"""book.lab.history, book.nn.counting, book.hardware, book.lab.core_concepts and the Part I checks."""
+
+import pytest
+import torch
+from torch import nn
+
+from book import check
+from book.hardware import gpu_peak_tflops, matmul_gflops, supports
+from book.lab.core_concepts import Playground
+from book.nn.counting import (
+    TransformerBlock,
+    block_flops,
+    block_params,
+    conv2d_flops,
+    conv2d_params,
+    count_params,
+    measure_flops,
+    mlp_flops,
+    mlp_params,
+)
+
+
+def test_counting_formulas_match_torch():
+    mlp = nn.Sequential(nn.Linear(10, 7), nn.ReLU(), nn.Linear(7, 3))
+    assert count_params(mlp) == mlp_params([10, 7, 3])
+    assert measure_flops(mlp, torch.randn(4, 10)) == mlp_flops([10, 7, 3], 4)
+    conv = nn.Conv2d(3, 5, 3)
+    assert count_params(conv) == conv2d_params(3, 5, 3)
+    assert measure_flops(conv, torch.randn(2, 3, 8, 8)) == conv2d_flops(3, 5, 3, 6, 6, 2)
+    block = TransformerBlock(32, 4, 64)
+    assert count_params(block) == block_params(32, 64)
+    assert measure_flops(block, torch.randn(2, 10, 32)) == block_flops(32, 64, 10, 2)
+    assert measure_flops(mlp, torch.randn(4, 10), backward=True) > mlp_flops([10, 7, 3], 4)
+
+
+def test_count_params_shared_and_frozen():
+    lin = nn.Linear(4, 4)
+    tied = nn.Sequential(lin, lin)
+    assert count_params(tied) == 20
+    lin.bias.requires_grad_(False)
+    assert count_params(tied, trainable_only=True) == 16
+
+
+def test_counting_errors():
+    with pytest.raises(ValueError, match="at least two"):
+        mlp_params([5])
+    with pytest.raises(ValueError, match="divisible"):
+        TransformerBlock(10, 3, 8)
+
+
+def test_matmul_gflops():
+    assert matmul_gflops(64, repeats=3) > 0
+    assert supports(torch.float32)
+    assert not supports(torch.float32, device="meta") or True  # never raises
+    with pytest.raises(ValueError):
+        matmul_gflops(0)
+    if not torch.cuda.is_available():
+        assert gpu_peak_tflops() is None
+
+
+def test_playground_learns_and_records():
+    pg = Playground(dataset="xor", hidden=(4,), steps=300, every=100, device="cpu")
+    r = pg.train(live=False)
+    assert r["train_acc"] > 0.85 and set(r) == {f"{s}_{m}" for s in ("train", "val", "test") for m in ("loss", "acc")}
+    assert [s["step"] for s in pg.snapshots] == [100, 200, 300]
+    assert pg.snapshots[-1]["prob"].shape == (60, 60) and pg.snapshots[-1]["units"].shape == (4, 60, 60)
+    pg.draw()
+    assert "<script" in pg.player().data
+    again = Playground(**pg.settings, device="cpu").train(live=False)
+    assert again == r, "the same settings must give the same result"
+
+
+def test_playground_linear_has_no_units_and_show_works():
+    pg = Playground(dataset="blobs", hidden=(), steps=50, device="cpu").show()
+    assert pg.snapshots[-1]["units"].shape[0] == 0 and pg.results["train_acc"] > 0.8
+
+
+def test_playground_errors():
+    with pytest.raises(TypeError, match="unknown settings"):
+        Playground(colour="red")
+    with pytest.raises(ValueError, match="unknown dataset"):
+        Playground(dataset="mnist")
+    with pytest.raises(ValueError, match="unknown activation"):
+        Playground(activation="gelu")
+    with pytest.raises(ValueError, match="positive"):
+        Playground(hidden=(0,))
+    with pytest.raises(RuntimeError, match="train"):
+        Playground().draw()
+    with pytest.raises(FloatingPointError, match="lower lr"):
+        Playground(dataset="moons", noise=float("nan"), steps=100, every=50, device="cpu").train(live=False)
+
+
+@pytest.mark.parametrize("name,good,bad", [
+    ("linear_params", lambda i, o: i * o + o, lambda i, o: i * o),
+    ("mlp_forward_flops", lambda s, b: 2 * b * sum(x * y for x, y in zip(s, s[1:])),
+     lambda s, b: b * sum(x * y for x, y in zip(s, s[1:]))),
+    ("conv2d_params", lambda i, o, k: o * (i * k * k + 1), lambda i, o, k: o * i * k * k),
+    ("transformer_block_params", block_params, lambda d, f: 4 * d * d + 2 * d * f),
+])
+def test_core_concepts_checks(name, good, bad, monkeypatch):
+    monkeypatch.setenv("BOOK_STRICT", "1")
+    getattr(check, name)(good)
+    with pytest.raises(check.CheckFailed):
+        getattr(check, name)(bad)

@@ -1,0 +1,129 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from book import check
+from book.data import make_2d
+from book.lab.attention_math import SoftmaxExplorer
+from book.lab.losses_activations import ActivationExplorer, ActivationStats, LossExplorer
+from book.nn import activations as A
+from book.nn import losses as L
+from book.train import fit
+
+
+def test_losses_match_torch_including_extremes():
+    g = torch.Generator().manual_seed(0)
+    z = torch.cat([torch.randn(50, generator=g) * 5, torch.tensor([100.0, -100.0])])
+    y = (torch.rand(52, generator=g) > 0.5).float()
+    assert torch.allclose(L.bce_with_logits(z, y), F.binary_cross_entropy_with_logits(z, y))
+    assert torch.isfinite(L.bce_with_logits(z, y))
+    logits, t = torch.randn(30, 7, generator=g) * 50, torch.randint(0, 7, (30,), generator=g)
+    assert torch.allclose(L.cross_entropy(logits, t), F.cross_entropy(logits, t), atol=1e-5)
+    assert torch.allclose(L.logsumexp(logits), torch.logsumexp(logits, -1))
+    assert torch.allclose(L.softmax(logits), torch.softmax(logits, -1), atol=1e-6)
+    p = torch.rand(20, generator=g)
+    assert torch.allclose(L.mse(p, y[:20]), F.mse_loss(p, y[:20]))
+    assert torch.allclose(L.bce(p, y[:20]), F.binary_cross_entropy(p, y[:20]), atol=1e-6)
+    ninf = torch.tensor([[float("-inf"), 0.0]])
+    assert torch.allclose(L.logsumexp(ninf), torch.tensor([0.0]))
+
+
+def test_loss_errors_explain_shapes():
+    with pytest.raises(ValueError, match="squeeze"):
+        L.mse(torch.zeros(4, 1), torch.zeros(4))
+    with pytest.raises(ValueError, match=r"class indices of shape \(3,\)"):
+        L.cross_entropy(torch.zeros(3, 5), torch.zeros(3))
+    with pytest.raises(ValueError, match=r"\(N, C\)"):
+        L.cross_entropy(torch.zeros(5), torch.zeros(5, dtype=torch.long))
+
+
+@pytest.mark.parametrize("name", list(A.ACTIVATIONS))
+def test_activation_derivatives_match_autograd(name):
+    f, df = A.get(name)
+    x = torch.linspace(-8, 8, 161, dtype=torch.float64).requires_grad_()
+    y = A.MODULES[name]()(x)
+    y.sum().backward()
+    assert torch.allclose(f(x.detach()), y.detach(), atol=1e-7)
+    keep = x.detach().abs() > 1e-9
+    assert torch.allclose(df(x.detach())[keep], x.grad[keep], atol=1e-7)
+
+
+def test_saturation_and_dead_fraction():
+    assert A.saturation(torch.tensor([0.995, -0.999, 0.1, 0.0]), "tanh") == 0.5
+    assert A.saturation(torch.tensor([0.001, 0.5]), "sigmoid") == 0.5
+    out = torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 2.0]])   # unit 0 dead for the whole batch
+    assert A.dead_fraction(out) == pytest.approx(1 / 3)
+    with pytest.raises(ValueError, match="tanh and sigmoid"):
+        A.saturation(out, "relu")
+    with pytest.raises(ValueError, match="batch"):
+        A.dead_fraction(torch.zeros(3))
+    with pytest.raises(ValueError, match="unknown activation"):
+        A.get("swish2")
+
+
+def test_activation_stats_callback():
+    x, y = make_2d("moons", n=128, seed=0)
+    net = nn.Sequential(nn.Linear(2, 8), nn.Tanh(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))
+    stats = ActivationStats(net, live=False)
+    fit(net, (x, y), torch.optim.SGD(net.parameters(), lr=0.1), epochs=2, batch_size=32, log_every=2, callbacks=[stats])
+    assert stats.steps == [2, 4, 6, 8] and set(stats.final()) == {"1", "3"}
+    assert all(0 <= v <= 1 for vals in stats.values.values() for v in vals)
+    assert not net[1]._forward_hooks
+    with pytest.raises(ValueError, match="no nn.Tanh"):
+        ActivationStats(nn.Linear(2, 2))
+
+
+def test_explorers():
+    le = LossExplorer(y=0, p=0.9)
+    v = le.values()
+    assert v["bce"] == pytest.approx(-math.log(0.1)) and v["d_bce_dz"] == pytest.approx(0.9)
+    le.draw()
+    assert "<script" in le.player("p", [0.1, 0.5]).data
+    with pytest.raises(ValueError, match="need y"):
+        le.values(y=2)
+    ae = ActivationExplorer(name="sigmoid")
+    assert ae.stats()["mean_grad"] <= 0.25 and ae.stats(scale=10)["small_grad"] > 0.5
+    ae.show()
+    sm = SoftmaxExplorer()
+    assert sm.probs().sum() == pytest.approx(1) and sm.probs(temperature=0.05)[0] > 0.99
+    with pytest.raises(ValueError, match="positive"):
+        sm.probs(temperature=0)
+    with pytest.raises(TypeError, match="unknown settings"):
+        SoftmaxExplorer(colour=1)
+    with pytest.raises(KeyError, match="not a setting"):
+        sm.player("colour", [1])
+
+
+def _lse(z):
+    m = z.max(-1, keepdim=True).values
+    return (m + (z - m).exp().sum(-1, keepdim=True).log()).squeeze(-1)
+
+
+@pytest.mark.parametrize("name,good,bad", [
+    ("bce_from_logits", lambda z, y: (z.clamp(min=0) - z * y + torch.log1p(torch.exp(-z.abs()))).mean(),
+     lambda z, y: -(y * torch.sigmoid(z).log() + (1 - y) * (1 - torch.sigmoid(z)).log()).mean()),
+    ("logsumexp", _lse, lambda z: z.exp().sum(-1).log()),
+    ("d_sigmoid", lambda x: torch.sigmoid(x) * (1 - torch.sigmoid(x)), lambda x: torch.sigmoid(x)),
+    ("cross_entropy", lambda z, t: -(z - _lse(z)[:, None])[torch.arange(len(t)), t].mean(),
+     lambda z, t: -(z.softmax(1).log())[torch.arange(len(t)), t].mean() + 0.01),
+    ("grad_f", lambda a, b, c: (2 * (a * b + c) * b, 2 * (a * b + c) * a, 2 * (a * b + c)),
+     lambda a, b, c: (b, a, 1.0)),
+    ("numerical_derivative", lambda f, x: (f(x + 1e-5) - f(x - 1e-5)) / 2e-5, lambda f, x: (f(x + 1e-2) - f(x)) / 1e-2),
+    ("matmul_backward", lambda X, W, G: (G @ W.T, X.T @ G), lambda X, W, G: (G @ W.T, G.T @ X)),
+    ("tanh_backward", lambda x, g: g * (1 - torch.tanh(x) ** 2), lambda x, g: 1 - torch.tanh(x) ** 2),
+    ("softmax_temperature", lambda z, T: torch.softmax(z / T, -1), lambda z, T: torch.softmax(z * T, -1)),
+    ("attention_weights", lambda q, k: torch.softmax(q @ k.T / q.shape[-1] ** 0.5, -1),
+     lambda q, k: torch.softmax(q @ k.T, -1)),
+    ("causal_mask", lambda T: torch.ones(T, T, dtype=torch.bool).tril(),
+     lambda T: torch.ones(T, T, dtype=torch.bool).triu()),
+    ("attention_output", lambda q, k, v: torch.softmax(q @ k.T / q.shape[-1] ** 0.5, -1) @ v,
+     lambda q, k, v: torch.softmax(q @ k.T / q.shape[-1] ** 0.5, -1) / v.sum()),
+])
+def test_mathematics_checks(name, good, bad, monkeypatch):
+    monkeypatch.setenv("BOOK_STRICT", "1")
+    getattr(check, name)(good)
+    with pytest.raises(check.CheckFailed):
+        getattr(check, name)(bad)
