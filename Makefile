@@ -69,9 +69,10 @@ $(MATHJAX):
 # in this venv with BOOK_STRICT=1 anyway, and `make colab` does so under Colab's package versions)
 test: lint unit colab student build site
 
-## make lint: ruff over book/, tools/ and tests/ (configuration in pyproject.toml)
+## make lint: ruff over book/, tools/ and tests/ (configuration in pyproject.toml), and the package's layers
 lint: $(STAMP)
 	$(BIN)/ruff check
+	$(BIN)/python tools/import_graph.py
 
 unit: $(STAMP)
 	OMP_NUM_THREADS=1 MPLBACKEND=Agg $(BIN)/python -m pytest -q -n $(JOBS) tests \

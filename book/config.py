@@ -1,5 +1,8 @@
 """Device, profile and seeding: the one place where the book decides *where* and *how big*.
 
+Chapters: all of them, ``history`` to ``trends``, start as shown below; ``efficiency`` also reseeds with
+:func:`seed_everything` between runs.
+
 Every chapter starts with::
 
     from book import setup

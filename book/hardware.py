@@ -1,4 +1,8 @@
-"""How fast is this machine? Matrix-multiply throughput, measured."""
+"""How fast is this machine? Matrix-multiply throughput, measured.
+
+Chapters: ``core_concepts`` measures the reader's machine with :func:`matmul_gflops`, :func:`supports`
+and :func:`gpu_peak_tflops`; ``efficiency`` and ``compression`` time training steps with :func:`time_step`.
+"""
 from __future__ import annotations
 
 import statistics

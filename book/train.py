@@ -1,5 +1,10 @@
 """A plain, readable training loop with callbacks, that keeps metrics on the device.
 
+Chapters: every chapter that trains a PyTorch model calls :func:`fit` -- first ``losses_activations`` and
+``gradient_descent`` (with the live dashboard), then ``training_practice``, ``cnn``, ``rnn``, ``gpt``,
+``pretraining``, ``lora``, ``adversarial``, ``compression``, ``applications``, ``generative`` and ``tools``;
+``rnn``, ``gpt`` and ``tools`` write their own :class:`Callback`.
+
 Why "sync only at log points": on a GPU, ``loss.item()`` waits for every queued kernel to finish, so
 calling it each step serialises CPU and GPU. ``fit`` instead adds the detached loss into a device tensor
 and reads it back (one sync) every ``log_every`` steps, which is also when callbacks such as the live
@@ -235,3 +240,16 @@ def fit(model: nn.Module, data, optimizer: torch.optim.Optimizer, *, loss_fn: Ca
     for cb in callbacks:
         cb.on_train_end(state)
     return state.history
+
+
+def running_mean(values, window: int = 25) -> list[float]:
+    """Mean of the last ``window`` values at each step (fewer at the start), for noisy per-step curves such as
+    losses or returns. Used by the efficiency and recsys_rl chapters."""
+    if window < 1:
+        raise ValueError(f"window must be a positive number of steps, got {window}")
+    out, acc = [], 0.0
+    for i, v in enumerate(values):
+        acc += v - (values[i - window] if i >= window else 0.0)
+        out.append(acc / min(i + 1, window))
+    return out
+

@@ -106,3 +106,30 @@ def _days_ref(n_params, n_tokens, gpus, flops_per_gpu, utilization):
 def _extrap_ref(n, loss, n_new):
     slope, intercept = np.polyfit(np.log(n), np.log(loss), 1)
     return float(np.exp(intercept + slope * np.log(n_new)))
+
+
+# ---- scaling_laws
+def _chinchilla_ref(c, r):
+    n = math.sqrt(c / (6 * r))
+    return (n, r * n)
+
+
+# ---- tools
+def _ema_ref(vals, w):
+    out, s = [], vals[0]
+    for v in vals:
+        s = w * s + (1 - w) * v
+        out.append(s)
+    return out
+
+
+# ---- training_practice
+def _init_std_ref(kind, fan_in, fan_out):
+    return math.sqrt(2 / (fan_in + fan_out)) if kind == "xavier" else math.sqrt(2 / fan_in)
+
+
+def _warmup_cosine_ref(step, total, warmup, base):
+    if step < warmup:
+        return base * (step + 1) / warmup
+    return base * 0.5 * (1 + math.cos(math.pi * (step - warmup) / (total - warmup)))
+

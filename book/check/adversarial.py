@@ -45,7 +45,7 @@ def project_linf(fn) -> None:
 
 
 def linear_worst_case(fn) -> None:
-    """``fn(w, eps)`` -> the largest change of the score ``w · x`` over perturbations with every |δ_i| <= eps."""
+    """``fn(w, eps)`` -> the largest change of the score ``w · x`` over perturbations with every ``|δ_i| <= eps``."""
     g = torch.Generator().manual_seed(23)
     w = torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
     cases = [Case((w, 0.1), 0.35, label="w=[1, -2, .5], eps=0.1: pick δ = eps·sign(w)"),

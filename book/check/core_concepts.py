@@ -33,7 +33,7 @@ def conv2d_params(fn) -> None:
 
 
 def transformer_block_params(fn) -> None:
-    """``fn(d_model, d_ff)`` -> parameters of ``book.nn.counting.TransformerBlock(d_model, heads, d_ff)``."""
+    """``fn(d_model, d_ff)`` -> parameters of a ``book.nn.gpt.Block`` with MLP width ``d_ff``."""
     cases = [Case((64, 256), block_params(64, 256)), Case((768, 3072), block_params(768, 3072)),
              Case((8, 8), block_params(8, 8), public=False)]
     run_cases("transformer_block_params", fn, cases, compare=_rel,

@@ -5,18 +5,9 @@ import math
 
 import numpy as np
 
-from book.check.core import Case, run_cases
+from book.check.core import Case, _rel, run_cases
 
 __all__ = ['doubling_months', 'training_flops', 'log_slope', 'years_until']
-
-
-def _rel(got, expected) -> tuple[bool, str]:
-    try:
-        g = float(got)
-    except (TypeError, ValueError):
-        return False, f"expected a number, got {type(got).__name__}"
-    ok = math.isclose(g, expected, rel_tol=1e-6, abs_tol=1e-9)
-    return ok, "" if ok else f"off by {abs(g - expected) / max(abs(expected), 1e-12):.1%}"
 
 
 def doubling_months(fn) -> None:

@@ -10,7 +10,7 @@ __all__ = ['bce_from_logits', 'logsumexp', 'd_sigmoid', 'cross_entropy']
 
 
 def bce_from_logits(fn) -> None:
-    """``fn(z, y)`` -> mean binary cross-entropy from logits, finite even for |z| = 1000."""
+    """``fn(z, y)`` -> mean binary cross-entropy from logits, finite even for ``|z| = 1000``."""
     g = _g(10)
     cases = [Case((torch.tensor([0.0]), torch.tensor([1.0])), F.binary_cross_entropy_with_logits(
         torch.tensor([0.0]), torch.tensor([1.0])), label="z = 0: loss log 2")]

@@ -26,7 +26,7 @@ def hit_rate_at_k(fn) -> None:
 
 def ndcg_at_k(fn) -> None:
     """``fn(ranked, relevant, k)`` -> NDCG@k with binary relevance: DCG = sum_{r=1..k} rel_r / log2(r + 1),
-    divided by the DCG of the best possible ranking (min(k, |relevant|) hits at the top)."""
+    divided by the DCG of the best possible ranking (``min(k, |relevant|)`` hits at the top)."""
     ideal3 = 1 + 1 / _LOG2_3 + 0.5
     cases = [Case(([5, 2, 9, 1], {2, 1, 7}, 3), (1 / _LOG2_3) / ideal3,
                   label="ranked [5, 2, 9, 1], relevant {1, 2, 7}, k=3: one hit at rank 2"),

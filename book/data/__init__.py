@@ -1,5 +1,11 @@
 """Data the book ships (checked by SHA-256 on every load), optional full downloads, and synthetic sets.
 
+Chapters: MNIST (:func:`load_mnist`) in ``losses_activations``, ``gradient_descent``, ``training_practice``,
+``cnn``, ``adversarial``, ``distributed``, ``compression``, ``applications``, ``generative`` and ``tools``;
+the Shakespeare text (:func:`load_text`) in ``rnn``, ``gpt``, ``pretraining``, ``lora``, ``efficiency``,
+``scaling_laws``, ``applications``, ``generative`` and ``trends``; the 2-D toy sets (:func:`make_2d`) in
+``core_concepts`` and ``backprop``; the timeline of ``history`` (:func:`asset`).
+
 Shipped files live in the repository's ``assets/data/`` (installed with the package as ``book_assets``),
 so every chapter runs offline. Readers who are online may ask for the full 60k MNIST training set with
 ``load_mnist(full=True)``; without a network it falls back to the shipped split with a warning.

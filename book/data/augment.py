@@ -1,4 +1,7 @@
-"""Data augmentation that keeps a digit's class: small shifts and rotations, never flips."""
+"""Data augmentation that keeps a digit's class: small shifts and rotations, never flips.
+
+Chapter: ``cnn`` (augmentations that keep the label, and why a horizontal flip does not).
+"""
 from __future__ import annotations
 
 import math

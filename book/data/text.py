@@ -1,4 +1,7 @@
-"""Character-level text data: a vocabulary, train/validation split and a random-window batch sampler."""
+"""Character-level text data: a vocabulary, train/validation split and a random-window batch sampler.
+
+Chapters: introduced in ``rnn``; used again in ``gpt``, ``pretraining``, ``efficiency`` and ``scaling_laws``.
+"""
 from __future__ import annotations
 
 import torch

@@ -16,13 +16,12 @@ from __future__ import annotations
 import math
 from typing import Callable
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from torch import nn
 
 from book.data import batches
-from book.ui.figure import LiveFigure, player
+from book.ui import Explorer
 
 ATTACKS = ("fgsm", "pgd")
 
@@ -200,13 +199,18 @@ def plot_accuracy_vs_eps(ax, eps_values, curves: dict, marker_eps: float | None 
     ax.legend(fontsize=8)
 
 
-class AttackExplorer:
+class AttackExplorer(Explorer):
     """One test image attacked with budget ``eps`` against each of several models (white-box, each its own).
 
     Per model, one row: the clean image, the adversarial image, the perturbation scaled by 1/ε (so it is
-    visible however small ε is) and the class probabilities before and after. ``show()`` adds sliders for
-    ε and the image; ``player("eps", [...])`` precomputes frames for the static site.
+    visible however small ε is) and the class probabilities before and after. Settings ``eps`` and
+    ``index`` (the test image); ``show()`` adds sliders, ``player("eps", [...])`` precomputes frames for
+    the static site (the :class:`~book.ui.explorer.Explorer` contract).
     """
+
+    defaults = dict(eps=0.1, index=0)
+    interval = 900
+    max_eps = 0.3   # the ε slider's range
 
     def __init__(self, models: dict, images: torch.Tensor, labels: torch.Tensor, eps: float = 0.1,
                  index: int = 0, method: str = "pgd", **attack_kwargs):
@@ -214,12 +218,23 @@ class AttackExplorer:
             raise ValueError("give at least one model, e.g. {'standard': model}")
         self.models, self.images, self.labels = dict(models), images, labels
         self.method, self.attack_kwargs = method, attack_kwargs
-        self.settings = dict(eps=eps, index=index)
-        self.fig, self.live = None, None
+        n = len(self.models)
+        self.layout = dict(nrows=n, ncols=4, figsize=(11, 2.5 * n), squeeze=False,
+                           gridspec_kw=dict(width_ratios=[1, 1, 1, 1.8]))
+        super().__init__(eps=eps, index=index)
+
+    def _validate(self, s, changed):
+        if not 0 <= s["index"] < len(self.images):
+            raise ValueError(f"index must be in 0..{len(self.images) - 1}, got {s['index']}")
+
+    def _controls(self):
+        import ipywidgets as w
+        return {"eps": w.FloatSlider(min=0.0, max=max(self.max_eps, self.settings["eps"]), step=0.01, description="ε"),
+                "index": w.IntSlider(min=0, max=len(self.images) - 1, description="test image")}
 
     def compute(self, **override) -> dict:
         """For each model: the adversarial image and the probabilities on the clean and attacked image."""
-        s = {**self.settings, **override}
+        s = self.resolve(**override)
         x, y = self.images[s["index"]][None], self.labels[s["index"]][None]   # (1, C, H, W), (1,)
         out = {}
         for name, model in self.models.items():
@@ -238,12 +253,10 @@ class AttackExplorer:
         return out
 
     def draw(self, **override) -> dict:
-        s = {**self.settings, **override}
-        res = self.compute(**s)
+        s = self.resolve(**override)
+        res = self.compute(**override)
         label = int(self.labels[s["index"]])
-        if self.fig is None:
-            self.fig, self.axes = plt.subplots(len(self.models), 4, figsize=(11, 2.5 * len(self.models)),
-                                               dpi=80, squeeze=False, gridspec_kw=dict(width_ratios=[1, 1, 1, 1.8]))
+        self.figure()
         for row, (name, r) in zip(self.axes, res.items()):
             for ax in row:
                 ax.clear()
@@ -268,26 +281,3 @@ class AttackExplorer:
             row[3].legend(fontsize=7, loc="upper right")
         self.fig.tight_layout()
         return res
-
-    def show(self, max_eps: float = 0.3):
-        import ipywidgets as w
-        from IPython.display import display
-
-        eps = w.FloatSlider(value=self.settings["eps"], min=0.0, max=max_eps, step=0.01, description="ε")
-        idx = w.IntSlider(value=self.settings["index"], min=0, max=len(self.images) - 1, description="test image")
-
-        def changed(_):
-            self.settings.update(eps=eps.value, index=idx.value)
-            self.draw()
-            self.live.update()
-        eps.observe(changed, names="value")
-        idx.observe(changed, names="value")
-        display(w.HBox([eps, idx]))
-        self.draw()
-        self.live = LiveFigure(self.fig)
-        return self
-
-    def player(self, key: str = "eps", values=(0.0, 0.05, 0.1, 0.15, 0.2, 0.3), interval: int = 900):
-        values = list(values)
-        self.draw(**{key: values[0]})
-        return player(lambda i: self.draw(**{key: values[i]}), len(values), self.fig, interval=interval)

@@ -1,4 +1,7 @@
-"""Applications: confusion matrices and per-class metrics, prediction helpers, and a network probe."""
+"""Applications: confusion matrices and per-class metrics, prediction helpers, and a network probe.
+
+Chapter: ``applications``.
+"""
 from __future__ import annotations
 
 import socket

@@ -1,7 +1,6 @@
 """The attention_math chapter's view: :class:`SoftmaxExplorer` (softmax temperature), on the one explorer base."""
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
@@ -15,25 +14,24 @@ class SoftmaxExplorer(Explorer):
 
     def _controls(self):
         import ipywidgets as w
-        return {"temperature": lambda: w.FloatLogSlider(base=10, min=-1.3, max=1.3, step=0.05,
-                                                        description="temperature")}
+        return {"temperature": w.FloatLogSlider(base=10, min=-1.3, max=1.3, step=0.05, description="temperature")}
 
     def probs(self, **override) -> np.ndarray:
-        s = {**self.settings, **override}
+        s = self.resolve(**override)
         if s["temperature"] <= 0:
             raise ValueError(f"temperature must be positive, got {s['temperature']}")
         z = torch.tensor(s["logits"], dtype=torch.float64) / s["temperature"]
         return torch.softmax(z, 0).numpy()
 
     def draw(self, **override):
-        s = {**self.settings, **override}
-        if self.fig is None:
-            self.fig, self.ax = plt.subplots(figsize=(6, 3), dpi=80)
-        self.ax.clear()
+        s = self.resolve(**override)
+        self.figure()
+        ax = self.axes
+        ax.clear()
         p = self.probs(**override)
         entropy = float(-(p * np.log(p + 1e-300)).sum())
-        self.ax.bar([f"z={z:g}" for z in s["logits"]], p, color="tab:purple")
-        self.ax.set(ylim=(0, 1), ylabel="probability",
+        ax.bar([f"z={z:g}" for z in s["logits"]], p, color="tab:purple")
+        ax.set(ylim=(0, 1), ylabel="probability",
                     title=f"softmax(z / T), T = {s['temperature']:.2g}: entropy {entropy:.2f} nats")
         self.fig.tight_layout()
         return p

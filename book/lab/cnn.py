@@ -7,11 +7,11 @@ import torch
 from torch import nn
 
 from book.nn.conv import out_size
-from book.ui.figure import LiveFigure, player
+from book.ui import Explorer
 
 
 def saliency(model: nn.Module, image: torch.Tensor, label: int | None = None) -> torch.Tensor:
-    """|∂ score / ∂ pixel| for one image (1, H, W): which pixels would change the class score most."""
+    """``|∂ score / ∂ pixel|`` for one image (1, H, W): which pixels would change the class score most."""
     if image.ndim != 3:
         raise ValueError(f"saliency takes one image of shape (C, H, W), got {tuple(image.shape)}")
     was = model.training
@@ -46,34 +46,46 @@ def show_grid(axes, images, titles=None, cmap="gray"):
                 ax.set_title(titles[i], fontsize=8)
 
 
-class CNNInspector:
+class CNNInspector(Explorer):
     """One test image at a time: the image, its saliency map and the feature maps of a chosen conv layer.
 
-    ``index`` picks the test image and ``layer`` (0 or 1) the convolution; ``show()`` adds sliders,
-    ``player("index", [...])`` precomputes frames for the static site.
+    Settings ``index`` (the test image) and ``layer`` (which convolution, from 0); ``show()`` adds
+    controls, ``player("index", [...])`` precomputes frames for the static site (the
+    :class:`~book.ui.explorer.Explorer` contract).
     """
 
-    def __init__(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, index: int = 0, layer: int = 0):
+    defaults = dict(index=0, layer=0)
+    layout = dict(nrows=2, ncols=5, figsize=(11, 4.6))
+    interval = 900
+
+    def __init__(self, model: nn.Module, images: torch.Tensor, labels: torch.Tensor, **settings):
         self.model, self.images, self.labels = model, images, labels
         self.convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
         if not self.convs:
             raise ValueError("the model has no nn.Conv2d layer to inspect")
-        self.settings = dict(index=index, layer=layer)
-        self.fig = None
-        self.live = None
+        super().__init__(**settings)
 
-    def draw(self, **override):
-        s = {**self.settings, **override}
+    def _validate(self, s, changed):
         if not 0 <= s["layer"] < len(self.convs):
             raise ValueError(f"layer must be in 0..{len(self.convs) - 1}, got {s['layer']}")
+        if not 0 <= s["index"] < len(self.images):
+            raise ValueError(f"index must be in 0..{len(self.images) - 1}, got {s['index']}")
+
+    def _controls(self):
+        import ipywidgets as w
+        return {"index": w.IntSlider(min=0, max=len(self.images) - 1, description="test image"),
+                "layer": w.Dropdown(options=list(range(len(self.convs))), description="conv layer")}
+
+    def draw(self, **override) -> int:
+        """Draw the settings (plus ``override``); returns the predicted class."""
+        s = self.resolve(**override)
         img, lab = self.images[s["index"]], int(self.labels[s["index"]])
         maps = feature_maps(self.model, img, self.convs[s["layer"]]).cpu().numpy()
         with torch.no_grad():
             pred = int(self.model(img[None]).argmax())
         sal = saliency(self.model, img).cpu().numpy()
         n = min(len(maps), 8)
-        if self.fig is None:
-            self.fig, self.axes = plt.subplots(2, 5, figsize=(11, 4.6), dpi=80)
+        self.figure()
         for ax in self.axes.ravel():
             ax.clear()
             ax.axis("off")
@@ -87,29 +99,6 @@ class CNNInspector:
             ax.set_title(f"conv{s['layer'] + 1} channel {i}", fontsize=8)
         self.fig.tight_layout()
         return pred
-
-    def show(self):
-        import ipywidgets as w
-        from IPython.display import display
-
-        idx = w.IntSlider(value=self.settings["index"], min=0, max=len(self.images) - 1, description="test image")
-        lay = w.Dropdown(options=list(range(len(self.convs))), value=self.settings["layer"], description="conv layer")
-
-        def changed(_):
-            self.settings.update(index=idx.value, layer=lay.value)
-            self.draw()
-            self.live.update()
-        idx.observe(changed, names="value")
-        lay.observe(changed, names="value")
-        display(w.HBox([idx, lay]))
-        self.draw()
-        self.live = LiveFigure(self.fig)
-        return self
-
-    def player(self, key: str = "index", values=range(8)):
-        values = list(values)
-        self.draw()
-        return player(lambda i: self.draw(**{key: values[i]}), len(values), self.fig, interval=900)
 
 
 def draw_conv1d(ax, n: int, k: int, stride: int = 1, padding: int = 0, dilation: int = 1):

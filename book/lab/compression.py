@@ -19,6 +19,7 @@ from torch import nn
 
 from book.hardware import time_step
 from book.nn.quantize import fake_quantize, quiet_quantization_warnings
+from book.ui import Explorer
 
 # ============================================================================ model size and speed
 
@@ -204,22 +205,41 @@ def train_student(student: nn.Module, x: torch.Tensor, y: torch.Tensor, teacher_
 # ============================================================================ explorer widget
 
 
-class CompressionExplorer:
+class CompressionExplorer(Explorer):
     """Prune a copy of ``model`` to a global ``sparsity`` and round its weights to ``bits`` (per output channel;
     32 = float), then show the surviving weights' histogram and the accuracy on ``(x, y)``.
 
-    ``show()`` gives two sliders (needs a live kernel); ``player()`` precomputes frames for the static site.
-    Accuracies are cached per ``(sparsity, bits)``.
+    Settings ``sparsity`` and ``bits``; the sliders offer ``sparsities`` and ``bit_widths``. ``show()``
+    needs a live kernel; ``player(("sparsity", "bits"), [(0.5, 32), (0.9, 4)])`` precomputes frames for the
+    static site (the :class:`~book.ui.explorer.Explorer` contract). Accuracies are cached per ``(sparsity, bits)``.
     """
 
     SPARSITIES = (0.0, 0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
     BITS = (32, 8, 6, 4, 3, 2)
+    defaults = dict(sparsity=0.8, bits=32)
+    layout = dict(ncols=2, figsize=(10, 3.2))
+    interval = 900
 
-    def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, sparsities=SPARSITIES, bits=BITS):
+    def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, sparsities=SPARSITIES, bit_widths=BITS,
+                 **settings):
         self.model, self.x, self.y = model, x, y
-        self.sparsities, self.bits = tuple(sparsities), tuple(bits)
+        self.sparsities, self.bit_widths = tuple(sparsities), tuple(bit_widths)
         self.cache: dict[tuple[float, int], tuple[float, torch.Tensor]] = {}
-        self.fig = None
+        super().__init__(**settings)
+
+    def _validate(self, s, changed):
+        _n_to_prune(s["sparsity"], 1)
+        if not (isinstance(s["bits"], int) and 2 <= s["bits"] <= 32):
+            raise ValueError(f"bits must be an int from 2 to 32 (32 = float), got {s['bits']!r}")
+
+    def _controls(self):
+        import ipywidgets as w
+        sparsities = sorted({*self.sparsities, self.settings["sparsity"]})
+        bits = sorted({*self.bit_widths, self.settings["bits"]}, reverse=True)
+        return {"sparsity": w.SelectionSlider(options=[(f"{100 * v:g} %", v) for v in sparsities],
+                                              description="sparsity"),
+                "bits": w.SelectionSlider(options=[("float32" if b == 32 else f"{b} bit", b) for b in bits],
+                                          description="bits")}
 
     def compressed(self, sparsity: float, bits: int) -> nn.Module:
         m = copy.deepcopy(self.model).eval()
@@ -236,11 +256,11 @@ class CompressionExplorer:
             self.cache[key] = (accuracy(m, self.x, self.y), w[w != 0])
         return self.cache[key]
 
-    def draw(self, sparsity: float, bits: int):
-        import matplotlib.pyplot as plt
-
-        if self.fig is None:
-            self.fig, self.axes = plt.subplots(1, 2, figsize=(10, 3.2), dpi=80)
+    def draw(self, **override) -> float:
+        """Draw the settings (plus ``override``); returns the compressed model's accuracy."""
+        s = self.resolve(**override)
+        sparsity, bits = s["sparsity"], s["bits"]
+        self.figure()
         ax1, ax2 = self.axes
         acc, w = self.compute(sparsity, bits)
         ax1.clear()
@@ -250,8 +270,8 @@ class CompressionExplorer:
         ax1.set_title(f"{len(w):,} non-zero weights · {'float32' if bits == 32 else f'{bits}-bit'}", fontsize=10)
         ax2.clear()
         for b, style in ((32, "o-"), (bits, "s--")):
-            accs = [self.compute(s, b)[0] for s in self.sparsities]
-            ax2.plot([100 * s for s in self.sparsities], accs, style, label="float32" if b == 32 else f"{b}-bit")
+            accs = [self.compute(v, b)[0] for v in self.sparsities]
+            ax2.plot([100 * v for v in self.sparsities], accs, style, label="float32" if b == 32 else f"{b}-bit")
             if b == bits:
                 break
         ax2.plot([100 * sparsity], [acc], "r*", ms=16, label=f"now: {acc:.3f}")
@@ -260,43 +280,7 @@ class CompressionExplorer:
         ax2.set_ylim(0, 1.02)
         ax2.legend(fontsize=8, loc="lower left")
         self.fig.tight_layout()
-        return self.fig
-
-    def show(self, sparsity: float = 0.8, bits: int = 32):
-        import ipywidgets as widgets
-        from IPython.display import display
-
-        from book.ui.figure import LiveFigure
-
-        self.draw(sparsity, bits)
-        view = LiveFigure(self.fig)
-        s_slider = widgets.SelectionSlider(options=[(f"{100 * s:g} %", s) for s in self.sparsities], value=sparsity,
-                                           description="sparsity")
-        b_slider = widgets.SelectionSlider(options=[("float32" if b == 32 else f"{b} bit", b) for b in self.bits],
-                                           value=bits, description="bits")
-
-        def redraw(_):
-            self.draw(s_slider.value, b_slider.value)
-            view.update()
-        s_slider.observe(redraw, names="value")
-        b_slider.observe(redraw, names="value")
-        display(widgets.HBox([s_slider, b_slider]))
-        return self
-
-    def player(self, settings=None, interval: int = 900):
-        """A static-site player over ``settings``: a list of ``(sparsity, bits)`` (default: every sparsity, float)."""
-        import matplotlib.pyplot as plt
-
-        from book.ui.figure import player
-
-        settings = list(settings or [(s, 32) for s in self.sparsities])
-        fig, axes = plt.subplots(1, 2, figsize=(10, 3.2), dpi=80)
-        old = (self.fig, getattr(self, "axes", None))
-        self.fig, self.axes = fig, axes
-        try:
-            return player(lambda i: self.draw(*settings[i]), len(settings), fig, interval)
-        finally:
-            self.fig, self.axes = old
+        return acc
 
 
 def prune_finetune_curve(model: nn.Module, sparsities, train: tuple, test: tuple, *, ft_steps: int = 100,

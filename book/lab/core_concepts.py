@@ -1,9 +1,11 @@
 """A network explorer in the spirit of TensorFlow Playground, training real PyTorch on the book's device.
 
+Chapter: ``core_concepts``.
+
 Every setup is one short dict (``Playground(**settings)``), so a teacher can hand out "this exact setup".
 Training records snapshots every ``every`` steps -- losses, accuracies, the decision surface on a grid and
 each hidden unit's activation map -- and reads the device only then. The figure is a
-:class:`~book.ui.figure.LiveFigure` (the static site keeps the trained result) and ``player()`` replays the run.
+:class:`~book.ui.figure.LiveFigure` (the static site keeps the trained result) and ``replay()`` replays the run.
 """
 from __future__ import annotations
 
@@ -16,28 +18,48 @@ import torch
 from torch import nn
 
 from book.data import TOY_DATASETS, make_2d
-from book.ui.figure import LiveFigure, even_frames, player
+from book.nn.activations import MODULES
+from book.ui import Explorer, Replay
 
-ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "sigmoid": nn.Sigmoid, "linear": nn.Identity}
+ACTIVATIONS = ("tanh", "relu", "sigmoid", "linear")   # the playground's choices (modules: book.nn.activations)
+
+
+def _activation(name: str) -> nn.Module:
+    return nn.Identity() if name == "linear" else MODULES[name]()
 DEFAULTS = dict(dataset="spirals", noise=0.1, n=400, hidden=(16, 16), activation="tanh", lr=0.03, l2=0.0,
                 steps=600, batch=0, seed=0, every=50)
 LIMIT = 2.0  # the plotted square [-LIMIT, LIMIT]^2 holds every toy dataset
 
 
-class Playground:
+class Playground(Explorer, Replay):
     """Train a small MLP on a 2-D toy dataset and watch its decision boundary and hidden units.
 
     Settings (all keywords, see ``DEFAULTS``): ``dataset`` (moons, circles, spirals, xor, blobs), ``noise``,
     ``n`` points (split 50/25/25 into train/validation/test), ``hidden`` widths (``()`` = no hidden layer:
     a linear classifier), ``activation``, ``lr`` (Adam), ``l2`` (weight decay), ``steps``, ``batch``
     (0 = full batch), ``seed``, and ``every`` (snapshot interval).
+
+    Both contracts of :mod:`book.ui`: an :class:`~book.ui.explorer.Explorer` whose ``draw`` shows the trained result
+    of the settings (training first if needed; ``show()``'s controls retrain on the *train* button, and
+    the figure follows the training live), and a :class:`~book.ui.explorer.Replay`: ``replay()`` steps through the
+    snapshots of the last training.
     """
 
+    defaults = DEFAULTS
+    apply_button = "train"
+    per_row = 4
+    replay_hint = "call train() or show() first"
+    HIDDEN = ((), (4,), (8,), (16,), (4, 4), (16, 16), (32, 32), (16, 16, 16), (64, 64, 64))   # control presets
+    L2 = (0.0, 1e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1)
+
     def __init__(self, device=None, **settings):
-        unknown = set(settings) - set(DEFAULTS)
-        if unknown:
-            raise TypeError(f"unknown settings {sorted(unknown)}; valid: {sorted(DEFAULTS)}")
-        s = {**DEFAULTS, **settings}
+        self.device = torch.device(device) if device is not None else _default_device()
+        self.snapshots: list[dict] = []
+        self.results = None
+        self._trained = None   # the settings that self.snapshots and self.results belong to
+        super().__init__(**settings)
+
+    def _validate(self, s, changed):
         s["hidden"] = tuple(int(h) for h in s["hidden"])
         if s["dataset"] not in TOY_DATASETS:
             raise ValueError(f"unknown dataset {s['dataset']!r}; choose one of {TOY_DATASETS}")
@@ -45,11 +67,24 @@ class Playground:
             raise ValueError(f"unknown activation {s['activation']!r}; choose one of {list(ACTIVATIONS)}")
         if any(h < 1 for h in s["hidden"]) or s["steps"] < 1 or s["every"] < 1 or s["n"] < 8:
             raise ValueError("hidden widths, steps and every must be positive and n at least 8")
-        self.settings = s
-        self.device = torch.device(device) if device is not None else _default_device()
-        self.snapshots: list[dict] = []
-        self.fig = None
-        self.live = None
+
+    def _controls(self):
+        import ipywidgets as w
+        s = self.settings
+        return {"dataset": w.Dropdown(options=TOY_DATASETS, description="data"),
+                "noise": w.FloatSlider(min=0, max=0.5, step=0.05, description="noise"),
+                "hidden": w.Dropdown(options=[(", ".join(map(str, h)) or "none (linear)", h) for h in
+                                              sorted({*self.HIDDEN, s["hidden"]}, key=lambda h: (len(h), h))],
+                                     description="hidden"),
+                "activation": w.Dropdown(options=list(ACTIVATIONS), description="activation"),
+                "lr": w.FloatLogSlider(base=10, min=-4, max=0, description="lr"),
+                "l2": w.SelectionSlider(options=[(f"{v:g}", v) for v in sorted({*self.L2, s["l2"]})], description="L2"),
+                "steps": w.IntSlider(min=50, max=3000, step=50, description="steps")}
+
+    def _status(self) -> str:
+        if self.results is None:
+            return ""
+        return f"<code>Playground(**{self._trained})</code><br>test accuracy {self.results['test_acc']:.3f}"
 
     # ------------------------------------------------------------------ data and model
     def split(self):
@@ -66,14 +101,22 @@ class Playground:
         torch.manual_seed(s["seed"])
         layers, width = [], 2
         for h in s["hidden"]:
-            layers += [nn.Linear(width, h), ACTIVATIONS[s["activation"]]()]
+            layers += [nn.Linear(width, h), _activation(s["activation"])]
             width = h
         layers.append(nn.Linear(width, 1))  # one logit: P(class 1) = sigmoid(logit)
         return nn.Sequential(*layers).to(self.device)
 
     # ------------------------------------------------------------------ training
     def train(self, live: bool = True, max_overhead: float = 0.15) -> dict:
-        """Train with the settings; record snapshots; return final metrics (train/val/test loss and accuracy)."""
+        """Train with the settings; record snapshots; return final metrics (train/val/test loss and accuracy).
+
+        ``live``: show the figure (a new output) and redraw it while training, at most ``max_overhead`` of
+        the time."""
+        if live:
+            self.live = None
+        return self._fit(live, max_overhead)
+
+    def _fit(self, live: bool, max_overhead: float = 0.15) -> dict:
         s = self.settings
         (xt, yt), (xv, yv), (xs, ys) = self.split()
         self.model = model = self.build()
@@ -82,9 +125,6 @@ class Playground:
         g = torch.Generator().manual_seed(s["seed"] + 2)
         grid = _grid(60).to(self.device)
         self.snapshots = []
-        if live:
-            self._figure()
-            self.live = LiveFigure(self.fig)
         next_draw = 0.0
         for step in range(1, s["steps"] + 1):
             if s["batch"]:
@@ -103,11 +143,12 @@ class Playground:
                                              "or check the data for NaN")
                 t0 = time.perf_counter()
                 if live and (t0 >= next_draw or step == s["steps"]):
-                    self.draw(len(self.snapshots) - 1)
-                    self.live.update()
+                    self._paint(self, len(self.snapshots) - 1)
+                    self.refresh()
                     cost = time.perf_counter() - t0
                     next_draw = time.perf_counter() + cost / max_overhead
         self.results = self.evaluate((xt, yt), (xv, yv), (xs, ys))
+        self._trained = dict(s)
         return self.results
 
     @torch.no_grad()
@@ -135,44 +176,60 @@ class Playground:
                 "units": units[:, :16].T.reshape(-1, 60, 60).cpu().numpy()}
 
     # ------------------------------------------------------------------ drawing
-    def _figure(self):
-        if self.fig is None:
-            self.fig = plt.figure(figsize=(13, 4.4), dpi=80)
-            gs = self.fig.add_gridspec(4, 8)
-            self.ax_bound = self.fig.add_subplot(gs[:, 0:3])
-            self.ax_loss = self.fig.add_subplot(gs[:, 3:5])
-            self.ax_units = [self.fig.add_subplot(gs[r, 5 + c]) for r in range(4) for c in range(3)]
-        return self.fig
+    def _new_figure(self):
+        fig = plt.figure(figsize=(13, 4.4), dpi=80)
+        gs = fig.add_gridspec(4, 8)
+        bound, loss = fig.add_subplot(gs[:, 0:3]), fig.add_subplot(gs[:, 3:5])
+        units = [fig.add_subplot(gs[r, 5 + c]) for r in range(4) for c in range(3)]
+        fig.text(0.815, 0.96, "hidden units (first 12)", fontsize=9, ha="center")
+        return fig, (bound, loss, units)
 
-    def draw(self, k: int = -1):
-        """Draw snapshot ``k`` (default: the last)."""
-        if not self.snapshots:
-            raise RuntimeError("nothing to draw: call train() first")
-        self._figure()
-        snap = self.snapshots[k]
-        (xt, yt), (xv, yv), _ = self.split()
-        ax = self.ax_bound
+    def draw(self, **override) -> dict:
+        """Draw the trained result of the settings (plus ``override``), training first if it is not
+        trained yet (an override trains a separate copy); returns its final metrics."""
+        s = self.resolve(**override)
+        run = self
+        if s != self.settings:
+            run = Playground(device=self.device, **s)
+            run._fit(live=False)
+        elif self._trained != s:
+            self._fit(live=False)
+        self._paint(run, len(run.snapshots) - 1)
+        return run.results
+
+    def update(self):
+        """Train the current settings if needed, showing the figure as it learns, then draw the result."""
+        if self._trained != self.settings:
+            self._fit(live=True)
+        return super().update()
+
+    def _paint(self, run: "Playground", k: int):
+        """Draw snapshot ``k`` of ``run`` (this playground or a copy with other settings) into this figure."""
+        self.figure()
+        ax, ax_loss, ax_units = self.axes
+        snap = run.snapshots[k]
+        (xt, yt), (xv, yv), _ = run.split()
         ax.clear()
         ax.contourf(*np.meshgrid(np.linspace(-LIMIT, LIMIT, 60), np.linspace(-LIMIT, LIMIT, 60)), snap["prob"],
                     levels=np.linspace(0, 1, 11), cmap="RdBu_r", alpha=0.7)
         for x, y, marker in ((xt, yt, "o"), (xv, yv, "^")):
             x, y = x.cpu().numpy(), y.cpu().numpy()
             ax.scatter(x[:, 0], x[:, 1], c=y, cmap="RdBu_r", marker=marker, s=14, edgecolors="k", linewidths=0.4)
-        s = self.settings
+        s = run.settings
         ax.set_title(f"{s['dataset']}, hidden {list(s['hidden'])}, {s['activation']} — step {snap['step']}\n"
                      f"train acc {snap['train_acc']:.2f} (●), validation acc {snap['val_acc']:.2f} (▲)", fontsize=9)
         ax.set_xlim(-LIMIT, LIMIT)
         ax.set_ylim(-LIMIT, LIMIT)
         ax.set_aspect("equal")
-        upto = self.snapshots[: (k % len(self.snapshots)) + 1]
-        self.ax_loss.clear()
-        self.ax_loss.plot([p["step"] for p in upto], [p["train_loss"] for p in upto], label="train")
-        self.ax_loss.plot([p["step"] for p in upto], [p["val_loss"] for p in upto], label="validation")
-        self.ax_loss.set_xlim(0, s["steps"])
-        self.ax_loss.set_yscale("log")
-        self.ax_loss.set_title("loss", fontsize=9)
-        self.ax_loss.legend(fontsize=8)
-        for i, a in enumerate(self.ax_units):
+        upto = run.snapshots[: (k % len(run.snapshots)) + 1]
+        ax_loss.clear()
+        ax_loss.plot([p["step"] for p in upto], [p["train_loss"] for p in upto], label="train")
+        ax_loss.plot([p["step"] for p in upto], [p["val_loss"] for p in upto], label="validation")
+        ax_loss.set_xlim(0, s["steps"])
+        ax_loss.set_yscale("log")
+        ax_loss.set_title("loss", fontsize=9)
+        ax_loss.legend(fontsize=8)
+        for i, a in enumerate(ax_units):
             a.clear()
             a.set_xticks([])
             a.set_yticks([])
@@ -181,53 +238,13 @@ class Playground:
                 a.set_title(f"unit {i + 1}", fontsize=7)
             else:
                 a.axis("off")
-        if self.ax_units:
-            self.ax_units[0].figure.text(0.815, 0.96, "hidden units (first 12)", fontsize=9, ha="center")
-        return self.fig
 
-    def show(self, train: bool = True):
-        """Controls + figure. The current settings are trained once right away, so the page shows a result."""
-        import ipywidgets as w
-        from IPython.display import display
+    # ------------------------------------------------------------------ replay contract
+    def _frames(self) -> int:
+        return len(self.snapshots)
 
-        s = self.settings
-        c = {"dataset": w.Dropdown(options=TOY_DATASETS, value=s["dataset"], description="data"),
-             "noise": w.FloatSlider(value=s["noise"], min=0, max=0.5, step=0.05, description="noise"),
-             "hidden": w.Text(value=",".join(map(str, s["hidden"])), description="hidden"),
-             "activation": w.Dropdown(options=list(ACTIVATIONS), value=s["activation"], description="activation"),
-             "lr": w.FloatLogSlider(value=s["lr"], base=10, min=-4, max=0, description="lr"),
-             "l2": w.FloatLogSlider(value=max(s["l2"], 1e-6), base=10, min=-6, max=-1, description="L2"),
-             "steps": w.IntSlider(value=s["steps"], min=50, max=3000, step=50, description="steps")}
-        button = w.Button(description="train", button_style="primary")
-        text = w.HTML()
-
-        def run(_=None):
-            hidden = tuple(int(v) for v in c["hidden"].value.replace(" ", "").split(",") if v)
-            self.settings.update({k: ctl.value for k, ctl in c.items() if k != "hidden"}, hidden=hidden)
-            if c["l2"].value <= 1e-6:
-                self.settings["l2"] = 0.0
-            r = self.train(live=False) if self.live is None else self._retrain()
-            text.value = f"<code>Playground(**{self.settings})</code><br>test accuracy {r['test_acc']:.3f}"
-        button.on_click(run)
-        display(w.VBox([w.HBox([c["dataset"], c["noise"], c["hidden"], c["activation"]]),
-                        w.HBox([c["lr"], c["l2"], c["steps"], button]), text]))
-        if train:
-            self.train(live=True)
-            text.value = f"<code>Playground(**{self.settings})</code><br>test accuracy {self.results['test_acc']:.3f}"
-        return self
-
-    def _retrain(self):
-        r = self.train(live=False)
-        self.draw()
-        self.live.update()
-        return r
-
-    def player(self, max_frames: int = 20):
-        """A JavaScript player of the recorded snapshots (works in the static site)."""
-        if not self.snapshots:
-            raise RuntimeError("nothing to replay: call train() first")
-        frames = even_frames(len(self.snapshots), max_frames)
-        return player(lambda i: self.draw(int(frames[i])), len(frames), self._figure(), interval=300)
+    def _draw_frame(self, k: int):
+        self._paint(self, k)
 
 
 def _grid(n: int) -> torch.Tensor:

@@ -1,6 +1,8 @@
 """Training efficiently: number formats, loss scaling, mixed precision, gradient accumulation,
 activation checkpointing, and honest timing.
 
+Chapter: ``efficiency``.
+
 * :func:`format_limits` derives a floating-point format's range and precision from its bit layout;
   :func:`format_table` puts that next to ``torch.finfo``.
 * :func:`scaler_update` and :class:`DynamicLossScaler` are dynamic loss scaling written out: scale the
@@ -26,7 +28,6 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from book.config import sync
-from book.hardware import time_step  # noqa: F401 -- the chapter imports it from here
 
 # name -> (dtype, exponent bits, mantissa bits); one sign bit each
 FORMATS = {"float32": (torch.float32, 8, 23), "float16": (torch.float16, 5, 10), "bfloat16": (torch.bfloat16, 8, 7)}
@@ -293,15 +294,6 @@ def train_steps(model: nn.Module, get_batch: Callable, steps: int, lr: float, *,
     return {"loss": out, "seconds": seconds, "skipped": skipped}
 
 
-def smooth(values, window: int = 25) -> list[float]:
-    """Running mean over the last ``window`` values (for noisy per-step losses)."""
-    out, acc = [], 0.0
-    for i, v in enumerate(values):
-        acc += v - (values[i - window] if i >= window else 0.0)
-        out.append(acc / min(i + 1, window))
-    return out
-
-
 # ============================================================================ activation checkpointing
 class DeepMLP(nn.Module):
     """``depth`` blocks ``Linear(width, width) -> ReLU`` and a linear head, for checkpointing experiments.
@@ -468,7 +460,8 @@ def draw_checkpoint_bars(axes, results: list[dict], i: int) -> None:
 def train_step_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor, lr: float = 1e-3,
                   amp_dtype: torch.dtype | None = None, loss_fn: Callable | None = None) -> Callable[[], None]:
     """A closure that does one AdamW training step of ``model`` on the fixed batch ``(x, y)`` under
-    autocast ``amp_dtype`` -- for :func:`time_step` (no loss scaling: it measures speed, not accuracy)."""
+    autocast ``amp_dtype`` -- for :func:`~book.hardware.time_step` (no loss scaling: it measures speed,
+    not accuracy)."""
     loss_fn = loss_fn or (lambda out, t: F.cross_entropy(out.reshape(-1, out.shape[-1]).float(), t.reshape(-1)))
     opt = torch.optim.AdamW(model.parameters(), lr=lr)
     device = x.device

@@ -1,6 +1,8 @@
 """Generative models: a (conditional) variational autoencoder on MNIST, ways to judge its samples, and
 diversity measures for text sampled from a language model.
 
+Chapter: ``generative``.
+
 The VAE of Kingma and Welling: an encoder maps an image to a Gaussian ``q(z|x) = N(mu, diag(sigma^2))``,
 a decoder maps a latent ``z`` back to 784 Bernoulli pixel probabilities, and training maximises the
 evidence lower bound (ELBO)::
@@ -23,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from book.data import batches
+from book.ui import Explorer, LiveFigure, Replay
 
 IMAGE_SHAPE = (1, 28, 28)
 N_PIXELS = 784
@@ -398,21 +401,23 @@ def interpolate(model: VAE, x0: torch.Tensor, x1: torch.Tensor, steps: int = 8, 
     return model.sample(steps, y, z=z)
 
 
-class SampleMonitor:
+class SampleMonitor(Replay):
     """A live figure for :func:`train_vae`: the two loss terms per epoch and the samples of the latest
-    epoch. Pass ``on_epoch=monitor.update``; ``replay()`` returns a player of every epoch."""
+    epoch. Pass ``on_epoch=monitor.update``; ``replay(max_frames=24, interval=400)`` returns a player of
+    the epochs (the :class:`~book.ui.explorer.Replay` contract)."""
+
+    replay_hint = "pass on_epoch=monitor.update to train_vae first"
 
     def __init__(self, title: str = "VAE"):
-        import matplotlib.pyplot as plt
-
-        from book.ui.figure import LiveFigure
         self.title = title
-        self.fig, (self.ax_loss, self.ax_img) = plt.subplots(1, 2, figsize=(11, 2.8), dpi=80,
-                                                             gridspec_kw={"width_ratios": [1, 2.2]})
-        self.live = LiveFigure(self.fig)
-        self.history = None
+        self.fig = self.live = self.history = None
 
     def draw(self, hist: VAEHistory, k: int | None = None):
+        import matplotlib.pyplot as plt
+
+        if self.fig is None:
+            self.fig, (self.ax_loss, self.ax_img) = plt.subplots(1, 2, figsize=(11, 2.8), dpi=80,
+                                                                 gridspec_kw={"width_ratios": [1, 2.2]})
         k = len(hist.recon) - 1 if k is None else k
         epochs = range(1, k + 2)
         self.ax_loss.clear()
@@ -427,29 +432,38 @@ class SampleMonitor:
         self.ax_img.set_title(f"{self.title}: samples after epoch {k + 1} (same z every epoch)", fontsize=9)
 
     def update(self, model, hist: VAEHistory):
+        """``train_vae``'s ``on_epoch``: record the history, draw the latest epoch and show it."""
         self.history = hist
         self.draw(hist)
-        self.live.update()
+        if self.live is None:
+            self.live = LiveFigure(self.fig)
+        else:
+            self.live.update()
 
-    def replay(self, interval: int = 500):
-        from book.ui.figure import player
-        if self.history is None:
-            raise RuntimeError("nothing to replay yet: pass on_epoch=monitor.update to train_vae first")
-        return player(lambda i: self.draw(self.history, i), len(self.history.recon), self.fig, interval)
+    # -- replay contract
+    def _frames(self) -> int:
+        return len(self.history.recon) if self.history is not None else 0
+
+    def _draw_frame(self, k: int):
+        self.draw(self.history, k)
 
 
-class LatentExplorer:
+class LatentExplorer(Explorer):
     """Walk the 2-D latent space of a trained VAE.
 
-    Left: where test images land (encoder means, coloured by their label) and the current point z.
-    Right: what the decoder draws at z -- one digit for an unconditional VAE, all ten digits in the same
-    "style" z for a conditional one. With a ``classifier`` the title says what it reads.
-    ``show()`` adds two sliders (live notebooks); ``player(path)`` precomputes frames for the web page.
+    Left: where test images land (encoder means, coloured by their label) and the current point
+    z = (``z1``, ``z2``). Right: what the decoder draws at z -- one digit for an unconditional VAE, all ten
+    digits in the same "style" z for a conditional one. With a ``classifier`` the title says what it reads.
+    ``show()`` adds two sliders (live notebooks); ``player(("z1", "z2"), path)`` precomputes frames along a
+    path for the web page (the :class:`~book.ui.explorer.Explorer` contract).
     """
 
+    defaults = dict(z1=0.0, z2=0.0)
+    layout = dict(ncols=2, figsize=(10, 4.2), gridspec_kw={"width_ratios": [1, 1.25]})
+    interval = 350
+
     def __init__(self, model: VAE, images: torch.Tensor, labels: torch.Tensor, classifier: nn.Module | None = None,
-                 n_points: int = 2000, z=(0.0, 0.0)):
-        import matplotlib.pyplot as plt
+                 n_points: int = 2000, **settings):
         if model.latent != 2:
             raise ValueError(f"LatentExplorer shows a 2-D latent space; this model has latent={model.latent}")
         self.model, self.classifier = model.eval(), classifier
@@ -458,10 +472,18 @@ class LatentExplorer:
             x, y = images[:n_points], labels[:n_points]
             self.means = model.encode(x, y if self.conditional else None)[0].cpu()  # (n_points, 2)
         self.point_labels = y.cpu()
-        self.z = tuple(float(v) for v in z)
-        self.fig, (self.ax_map, self.ax_img) = plt.subplots(1, 2, figsize=(10, 4.2), dpi=80,
-                                                            gridspec_kw={"width_ratios": [1, 1.25]})
-        self.live = None
+        super().__init__(**settings)
+
+    def _controls(self):
+        import ipywidgets as w
+        return {k: w.FloatSlider(min=-3.5, max=3.5, step=0.05, description=k) for k in ("z1", "z2")}
+
+    def _new_figure(self):
+        import matplotlib as mpl
+        fig, axes = super()._new_figure()
+        bar = mpl.cm.ScalarMappable(mpl.colors.Normalize(-0.5, 9.5), "tab10")
+        fig.colorbar(bar, ax=axes[0], ticks=range(10), label="label of the test image")
+        return fig, axes
 
     def decode(self, z) -> torch.Tensor:
         zz = torch.tensor([z], dtype=torch.float32)
@@ -470,15 +492,16 @@ class LatentExplorer:
                                      z=zz.repeat(self.model.n_classes, 1))      # (10, 1, 28, 28)
         return self.model.sample(1, z=zz)                                          # (1, 1, 28, 28)
 
-    def draw(self, z=None):
-        z = self.z if z is None else tuple(float(v) for v in z)
+    def draw(self, **override) -> torch.Tensor:
+        """Draw the settings (plus ``override``); returns the decoded images."""
+        s = self.resolve(**override)
+        z = (float(s["z1"]), float(s["z2"]))
         imgs = self.decode(z)
-        ax = self.ax_map
+        self.figure()
+        ax, ax_img = self.axes
         ax.clear()
-        sc = ax.scatter(self.means[:, 0], self.means[:, 1], c=self.point_labels, cmap="tab10", s=4, vmin=-0.5,
-                        vmax=9.5, alpha=0.6)
-        if not getattr(self, "_bar", None):
-            self._bar = self.fig.colorbar(sc, ax=ax, ticks=range(10), label="label of the test image")
+        ax.scatter(self.means[:, 0], self.means[:, 1], c=self.point_labels, cmap="tab10", s=4, vmin=-0.5,
+                   vmax=9.5, alpha=0.6)
         ax.plot(*z, marker="X", color="black", markersize=14, markeredgecolor="white")
         ax.set(xlim=(-4, 4), ylim=(-4, 4), xlabel="$z_1$", ylabel="$z_2$",
                title="encoder means of test images" + (" (style only)" if self.conditional else ""))
@@ -490,36 +513,8 @@ class LatentExplorer:
                 title += f"; LeNet agrees with {int((pred.cpu() == torch.arange(len(pred))).sum())}/10 labels"
             else:
                 title += f"; LeNet reads {int(pred[0])} (p = {float(conf[0]):.2f})"
-        self.ax_img.clear()
-        self.ax_img.imshow(mosaic(imgs, rows=2 if self.conditional else 1).numpy(), cmap="gray", vmin=0, vmax=1)
-        self.ax_img.axis("off")
-        self.ax_img.set_title(title, fontsize=9)
+        ax_img.clear()
+        ax_img.imshow(mosaic(imgs, rows=2 if self.conditional else 1).numpy(), cmap="gray", vmin=0, vmax=1)
+        ax_img.axis("off")
+        ax_img.set_title(title, fontsize=9)
         return imgs
-
-    def show(self):
-        import ipywidgets as w
-        from IPython.display import display
-
-        from book.ui.figure import LiveFigure
-        sliders = [w.FloatSlider(value=v, min=-3.5, max=3.5, step=0.05, description=f"z{i + 1}")
-                   for i, v in enumerate(self.z)]
-
-        def changed(_):
-            self.z = (sliders[0].value, sliders[1].value)
-            self.draw()
-            self.live.update()
-        for s in sliders:
-            s.observe(changed, names="value")
-        display(w.HBox(sliders))
-        self.draw()
-        self.live = LiveFigure(self.fig)
-        return self
-
-    def player(self, path=None, interval: int = 350):
-        """Frames along ``path`` (a list of (z1, z2)); default: a circle of radius 1.5 in 24 steps."""
-        from book.ui.figure import player
-        if path is None:
-            angles = torch.linspace(0, 2 * math.pi, 25)[:-1]
-            path = [(1.5 * math.cos(a), 1.5 * math.sin(a)) for a in angles.tolist()]
-        path = [tuple(p) for p in path]
-        return player(lambda i: self.draw(path[i]), len(path), self.fig, interval)

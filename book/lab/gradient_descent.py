@@ -9,12 +9,11 @@ from dataclasses import dataclass
 from typing import Callable
 
 import matplotlib
-import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
 from book.nn.optim import OPTIMIZERS, make_optimizer
-from book.ui.figure import LiveFigure, player
+from book.ui import Explorer
 
 
 @dataclass(frozen=True)
@@ -140,40 +139,74 @@ def _hyper(optimizer: str, beta: float) -> dict:
     return {}
 
 
-class GradientDescentExplorer:
+class GradientDescentExplorer(Explorer):
     """Pick a landscape, optimizer, learning rate, β and start point; see the path and the loss per step.
 
     Every setting is one keyword, so a teacher can hand out an exact setup, e.g.
     ``GradientDescentExplorer(landscape="rosenbrock", optimizer="Adam", lr=0.05, steps=300)``.
-    ``compare=True`` draws all four optimizers with the same learning rate.
+    ``compare=True`` draws all four optimizers with the same learning rate; ``start`` defaults to the
+    landscape's. ``show()``, ``render()`` and ``player("lr", [...])`` follow the :class:`~book.ui.explorer.Explorer`
+    contract.
     """
 
-    def __init__(self, landscape: str = "ill-conditioned quadratic", optimizer: str = "SGD", lr: float = 0.05,
-                 beta: float = 0.9, steps: int = 60, start: tuple | None = None, compare: bool = False):
-        get_landscape(landscape)
-        if optimizer not in OPTIMIZERS:
-            raise ValueError(f"unknown optimizer {optimizer!r}; choose one of {list(OPTIMIZERS)}")
-        if not 0 <= beta < 1:
-            raise ValueError(f"beta must be in [0, 1), got {beta}")
-        start = start or LANDSCAPES[landscape].start
-        self.settings = dict(landscape=landscape, optimizer=optimizer, lr=lr, beta=beta, steps=steps,
-                             start=tuple(start), compare=compare)
-        self.fig, (self.ax_path, self.ax_loss) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=80,
-                                                              gridspec_kw={"width_ratios": [1.3, 1]})
-        self.live = None
+    defaults = dict(landscape="ill-conditioned quadratic", optimizer="SGD", lr=0.05, beta=0.9, steps=60,
+                    start=None, compare=False)
+    layout = dict(ncols=2, figsize=(11, 4.2), gridspec_kw={"width_ratios": [1.3, 1]})
+    interval = 900
+
+    def __init__(self, **settings):
         self.runs = {}
+        super().__init__(**settings)
+
+    def _validate(self, s, changed):
+        land = get_landscape(s["landscape"])
+        if s["optimizer"] not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {s['optimizer']!r}; choose one of {list(OPTIMIZERS)}")
+        if not 0 <= s["beta"] < 1:
+            raise ValueError(f"beta must be in [0, 1), got {s['beta']}")
+        if s["start"] is None or ("landscape" in changed and "start" not in changed):
+            s["start"] = land.start   # a new surface starts at its own start point
+        s["start"] = tuple(s["start"])
+
+    def _controls(self):
+        import ipywidgets as w
+
+        style = {"description_width": "90px"}
+        c = {"landscape": w.Dropdown(options=list(LANDSCAPES), description="surface", style=style),
+             "optimizer": w.Dropdown(options=list(OPTIMIZERS), description="optimizer", style=style),
+             "compare": w.Checkbox(description="compare all four", style=style),
+             "lr": w.FloatLogSlider(base=10, min=-4, max=0.5, step=0.05, description="lr", readout_format=".2g",
+                                    style=style),
+             "beta": w.FloatSlider(min=0.0, max=0.99, step=0.01, description=BETA_LABEL[self.settings["optimizer"]],
+                                   style=style),
+             "steps": w.IntSlider(min=5, max=500, step=5, description="steps", style=style)}
+
+        def relabel(change):   # β means something else for each optimizer
+            c["beta"].description = BETA_LABEL[change["new"]]
+        c["optimizer"].observe(relabel, names="value")
+        return c
+
+    @property
+    def ax_path(self):
+        return self.axes[0]
+
+    @property
+    def ax_loss(self):
+        return self.axes[1]
 
     def compute(self, **override) -> dict:
         """Run the optimizer(s) for the current settings (plus overrides); returns {name: Run}."""
-        s = {**self.settings, **override}
+        s = self.resolve(**override)
         names = list(OPTIMIZERS) if s["compare"] else [s["optimizer"]]
         return {n: run_optimizer(s["landscape"], n, lr=s["lr"], steps=s["steps"], start=s["start"],
                                  **_hyper(n, s["beta"])) for n in names}
 
-    def draw(self, **override):
-        s = {**self.settings, **override}
+    def draw(self, **override) -> dict:
+        """Draw the settings (plus ``override``); returns ``{optimizer name: Run}``."""
+        s = self.resolve(**override)
         land = get_landscape(s["landscape"])
         self.runs = self.compute(**override)
+        self.figure()
         self.ax_path.clear()
         self.ax_loss.clear()
         plot_landscape(self.ax_path, land)
@@ -190,57 +223,3 @@ class GradientDescentExplorer:
         self.ax_loss.legend(fontsize=8)
         self.fig.tight_layout()
         return self.runs
-
-    def render(self, **override) -> dict:
-        """Draw once with the current settings (plus overrides) and display the figure, without controls.
-
-        For static comparisons in a chapter; returns ``{optimizer name: Run}``.
-        """
-        runs = self.draw(**override)
-        LiveFigure(self.fig)
-        return runs
-
-    def show(self):
-        """Display the controls and the figure; the figure is drawn once now with the current settings."""
-        import ipywidgets as w
-        from IPython.display import display
-
-        s = self.settings
-        c = {
-            "landscape": w.Dropdown(options=list(LANDSCAPES), value=s["landscape"], description="surface"),
-            "optimizer": w.Dropdown(options=list(OPTIMIZERS), value=s["optimizer"], description="optimizer"),
-            "lr": w.FloatLogSlider(value=s["lr"], base=10, min=-4, max=0.5, step=0.05, description="lr",
-                                   readout_format=".2g"),
-            "beta": w.FloatSlider(value=s["beta"], min=0.0, max=0.99, step=0.01,
-                                  description=BETA_LABEL[s["optimizer"]]),
-            "steps": w.IntSlider(value=s["steps"], min=5, max=500, step=5, description="steps"),
-            "compare": w.Checkbox(value=s["compare"], description="compare all four"),
-        }
-        style = {"description_width": "90px"}
-        for ctl in c.values():
-            ctl.style = style
-
-        def on_change(change):
-            for key, ctl in c.items():
-                self.settings[key] = ctl.value
-            if change["owner"] is c["landscape"]:
-                self.settings["start"] = LANDSCAPES[c["landscape"].value].start
-            c["beta"].description = BETA_LABEL[c["optimizer"].value]
-            self.draw()
-            self.live.update()
-
-        for ctl in c.values():
-            ctl.observe(on_change, names="value")
-        display(w.VBox([w.HBox([c["landscape"], c["optimizer"], c["compare"]]),
-                        w.HBox([c["lr"], c["beta"], c["steps"]])]))
-        self.draw()
-        self.live = LiveFigure(self.fig)
-        return self
-
-    def player(self, key: str = "lr", values=(0.005, 0.02, 0.05, 0.09, 0.1, 0.11)):
-        """A precomputed JavaScript player over one setting's values: the static site's explorer."""
-        if key not in self.settings:
-            raise KeyError(f"{key!r} is not a setting; settings are {list(self.settings)}")
-        fig = self.fig
-        values = list(values)
-        return player(lambda i: self.draw(**{key: values[i]}), len(values), fig, interval=900)

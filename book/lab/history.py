@@ -1,15 +1,17 @@
-"""The history of large models as data: a table of milestones, growth-rate fits, and an explorer."""
+"""The history of large models as data: a table of milestones, growth-rate fits, and an explorer.
+
+Chapters: ``history``; ``generative`` reuses :func:`load_timeline`.
+"""
 from __future__ import annotations
 
 import csv
 import math
 from dataclasses import dataclass
 
-import matplotlib.pyplot as plt
 import numpy as np
 
 from book.data import asset
-from book.ui.figure import LiveFigure
+from book.ui import Explorer
 
 DOMAIN_COLORS = {"foundations": "tab:gray", "vision": "tab:blue", "language": "tab:red", "multimodal": "tab:purple"}
 
@@ -96,65 +98,66 @@ def plot_timeline(ax, milestones, key: str = "parameters", log: bool = True, gro
     ax.grid(alpha=0.3)
 
 
-class TimelineExplorer:
-    """Filter the timeline by domain and years, toggle the log scale, pick a model to read its facts."""
+class TimelineExplorer(Explorer):
+    """Filter the timeline by domain and years, toggle the log scale, pick a model to read its facts.
 
-    def __init__(self, domains=None, years=(1950, 2025), log: bool = True, model: str | None = None):
+    Settings ``domains`` (default: all), ``years`` (first, last), ``log`` and ``model`` (a name in the
+    table, or None); the picked model's facts appear under the controls (the :class:`~book.ui.explorer.Explorer`
+    contract).
+    """
+
+    defaults = dict(domains=None, years=(1950, 2025), log=True, model=None)
+    layout = dict(ncols=2, figsize=(12, 4.2))
+
+    def __init__(self, **settings):
         self.milestones = load_timeline()
+        super().__init__(**settings)
+
+    def _validate(self, s, changed):
         known = sorted({m.domain for m in self.milestones})
-        self.settings = dict(domains=tuple(domains or known), years=tuple(years), log=log, model=model)
-        unknown = set(self.settings["domains"]) - set(known)
+        s["domains"] = tuple(known if s["domains"] is None else s["domains"])
+        unknown = set(s["domains"]) - set(known)
         if unknown:
             raise ValueError(f"unknown domains {sorted(unknown)}; the table has {known}")
-        self.fig, self.axes = plt.subplots(1, 2, figsize=(12, 4.2), dpi=80)
-        self.live = None
+        s["years"] = tuple(s["years"])
+        if s["model"] is not None and s["model"] not in {m.model for m in self.milestones}:
+            raise ValueError(f"unknown model {s['model']!r}; see load_timeline() for the names")
 
-    def selected(self) -> list[Milestone]:
-        s = self.settings
+    def _controls(self):
+        import ipywidgets as w
+        return {"domains": w.SelectMultiple(options=sorted({m.domain for m in self.milestones}), description="domains"),
+                "years": w.IntRangeSlider(min=1950, max=2025, description="years"),
+                "log": w.Checkbox(description="log scale"),
+                "model": w.Dropdown(options=[None] + [m.model for m in self.milestones], description="model")}
+
+    def _status(self) -> str:
+        return self.facts()
+
+    def selected(self, **override) -> list[Milestone]:
+        s = self.resolve(**override)
         return [m for m in self.milestones if m.domain in s["domains"] and s["years"][0] <= m.year <= s["years"][1]]
 
-    def facts(self) -> str:
-        m = next((m for m in self.milestones if m.model == self.settings["model"]), None)
+    def facts(self, **override) -> str:
+        name = self.resolve(**override)["model"]
+        m = next((m for m in self.milestones if m.model == name), None)
         if m is None:
             return ""
         size = f"{m.parameters:,.0f} parameters" if m.parameters else "no parameter count"
         flop = f", {m.training_flop:.2g} FLOP of training" if m.training_flop else ""
         return f"{m.model} ({m.year}, {m.organisation}): {size}{flop}. {m.note} [source: {m.source}]"
 
-    def draw(self):
-        sel = self.selected()
+    def draw(self, **override) -> list[Milestone]:
+        """Draw the settings (plus ``override``); returns the selected milestones."""
+        s = self.resolve(**override)
+        sel = self.selected(**override)
+        self.figure()
         for ax, key in zip(self.axes, ("parameters", "training_flop")):
             ax.clear()
             pts = [m for m in sel if getattr(m, key)]
             growth = fit_growth([m.year for m in pts], [getattr(m, key) for m in pts]) if len(
                 {m.year for m in pts}) >= 2 else None
-            plot_timeline(ax, sel, key, self.settings["log"], growth, self.settings["model"])
+            plot_timeline(ax, sel, key, s["log"], growth, s["model"])
         self.axes[0].set_title("parameters of published models")
         self.axes[1].set_title("training compute, where the paper states it")
         self.fig.tight_layout()
-
-    def show(self):
-        import ipywidgets as w
-        from IPython.display import display
-
-        s = self.settings
-        domains = w.SelectMultiple(options=sorted({m.domain for m in self.milestones}), value=s["domains"],
-                                   description="domains")
-        years = w.IntRangeSlider(value=s["years"], min=1950, max=2025, description="years")
-        log = w.Checkbox(value=s["log"], description="log scale")
-        model = w.Dropdown(options=[None] + [m.model for m in self.milestones], value=s["model"],
-                           description="model")
-        facts = w.HTML(self.facts())
-
-        def update(_):
-            self.settings.update(domains=tuple(domains.value), years=tuple(years.value), log=log.value,
-                                 model=model.value)
-            facts.value = self.facts()
-            self.draw()
-            self.live.update()
-        for ctl in (domains, years, log, model):
-            ctl.observe(update, names="value")
-        display(w.HBox([domains, w.VBox([years, log, model])]), facts)
-        self.draw()
-        self.live = LiveFigure(self.fig)
-        return self
+        return sel

@@ -91,15 +91,15 @@ class LossExplorer(Explorer):
     """
 
     defaults = dict(y=1, p=0.3)
+    layout = dict(ncols=2, figsize=(10, 3.4))
 
     def _controls(self):
         import ipywidgets as w
-        return {"y": lambda: w.ToggleButtons(options=[0, 1], description="label y"),
-                "p": lambda: w.FloatSlider(min=0.001, max=0.999, step=0.001, description="predicted p",
-                                           readout_format=".3f")}
+        return {"y": w.ToggleButtons(options=[0, 1], description="label y"),
+                "p": w.FloatSlider(min=0.001, max=0.999, step=0.001, description="predicted p", readout_format=".3f")}
 
     def values(self, **override) -> dict:
-        s = {**self.settings, **override}
+        s = self.resolve(**override)
         y, p = float(s["y"]), float(s["p"])
         if y not in (0.0, 1.0) or not 0 < p < 1:
             raise ValueError(f"need y in {{0, 1}} and 0 < p < 1, got y={y}, p={p}")
@@ -107,9 +107,8 @@ class LossExplorer(Explorer):
                 "d_bce_dz": p - y, "d_mse_dz": 2 * (p - y) * p * (1 - p)}
 
     def draw(self, **override):
-        s = {**self.settings, **override}
-        if self.fig is None:
-            self.fig, self.axes = plt.subplots(1, 2, figsize=(10, 3.4), dpi=80)
+        s = self.resolve(**override)
+        self.figure()
         ax1, ax2 = self.axes
         ax1.clear(), ax2.clear()
         ps = np.linspace(0.001, 0.999, 400)
@@ -136,22 +135,22 @@ class ActivationExplorer(Explorer):
     """An activation and its derivative, and what it does to inputs x ~ N(0, scale²)."""
 
     defaults = dict(name="tanh", scale=1.0)
+    layout = dict(ncols=3, figsize=(13, 3.3))
 
     def _controls(self):
         import ipywidgets as w
-        return {"name": lambda: w.Dropdown(options=list(A.ACTIVATIONS), description="activation"),
-                "scale": lambda: w.FloatLogSlider(base=10, min=-1, max=1.3, step=0.05, description="input scale")}
+        return {"name": w.Dropdown(options=list(A.ACTIVATIONS), description="activation"),
+                "scale": w.FloatLogSlider(base=10, min=-1, max=1.3, step=0.05, description="input scale")}
 
     def stats(self, **override) -> dict:
-        s = {**self.settings, **override}
+        s = self.resolve(**override)
         f, df = A.get(s["name"])
         x = torch.randn(20000, generator=torch.Generator().manual_seed(0)) * s["scale"]
         return {"mean_grad": float(df(x).mean()), "small_grad": float((df(x) < 0.01).float().mean())}
 
     def draw(self, **override):
-        s = {**self.settings, **override}
-        if self.fig is None:
-            self.fig, self.axes = plt.subplots(1, 3, figsize=(13, 3.3), dpi=80)
+        s = self.resolve(**override)
+        self.figure()
         for ax in self.axes:
             ax.clear()
         f, df = A.get(s["name"])

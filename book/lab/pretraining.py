@@ -1,5 +1,8 @@
 """Self-supervised pretraining of the tiny GPT, its checkpoint, and a downstream task built from shipped text.
 
+Chapters: ``pretraining``; its checkpoint and task are reused by ``lora``, ``applications``,
+``generative`` and ``trends``.
+
 * Two objectives on unlabelled text: **causal** (predict the next character, GPT) and **masked** (hide 15 % of
   the characters and predict them from both sides, BERT).
 * A held-out split that keeps the downstream test text out of pretraining: the corpus is cut into chunks

@@ -26,6 +26,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from book.train import running_mean
+from book.ui import Explorer
+
 GENRE_COLORS = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink",
                 "tab:gray", "tab:olive", "tab:cyan")
 
@@ -246,7 +249,7 @@ def ndcg_at_k(ranked, relevant, k: int) -> float:
     """Normalised discounted cumulative gain with binary relevance (one user).
 
     DCG@k = sum over ranks r = 1..k of rel_r / log2(r + 1); divided by the DCG of a perfect ranking,
-    which puts all min(k, |relevant|) relevant items first. Between 0 and 1.
+    which puts all ``min(k, |relevant|)`` relevant items first. Between 0 and 1.
     """
     rel = set(_as_list(relevant))
     if not rel:
@@ -350,47 +353,39 @@ def draw_user(axes, data: ClickData, scores: torch.Tensor, user: int, k: int = 1
     return {"ranked": ranked, "hits": hits}
 
 
-class UserExplorer:
+class UserExplorer(Explorer):
     """Pick a user (slider) and compare their hidden taste with what the model recommends.
 
-    ``show()`` gives the live slider; ``player(users)`` precomputed frames for the static site.
+    Settings ``user`` and ``k`` (how many recommendations); ``show()`` gives the live slider,
+    ``player("user", users)`` precomputed frames for the static site (the :class:`~book.ui.explorer.Explorer` contract).
     """
 
-    def __init__(self, data: ClickData, scores: torch.Tensor, k: int = 10, user: int = 0):
+    defaults = dict(user=0, k=10)
+    layout = dict(ncols=2, figsize=(11, 3), gridspec_kw=dict(width_ratios=[1, 1.3]))
+    interval = 1200
+
+    def __init__(self, data: ClickData, scores: torch.Tensor, **settings):
         if scores.shape != (data.n_users, data.n_items):
             raise ValueError(f"scores must be (n_users, n_items) = {(data.n_users, data.n_items)}, "
                              f"got {tuple(scores.shape)}")
-        self.data, self.scores, self.k, self.user = data, scores.cpu(), k, user
-        self.fig, self.axes = plt.subplots(1, 2, figsize=(11, 3), dpi=80, gridspec_kw=dict(width_ratios=[1, 1.3]))
-        self.live = None
+        self.data, self.scores = data, scores.cpu()
+        super().__init__(**settings)
 
-    def draw(self, user: int | None = None) -> dict:
-        if user is not None:
-            self.user = user
-        out = draw_user(self.axes, self.data, self.scores, self.user, self.k)
+    def _validate(self, s, changed):
+        if not 0 <= s["user"] < self.data.n_users:
+            raise ValueError(f"user must be in 0..{self.data.n_users - 1}, got {s['user']}")
+
+    def _controls(self):
+        import ipywidgets as w
+        return {"user": w.IntSlider(min=0, max=self.data.n_users - 1, description="user")}
+
+    def draw(self, **override) -> dict:
+        """Draw the settings (plus ``override``); returns the ranked items and the number of hits."""
+        s = self.resolve(**override)
+        self.figure()
+        out = draw_user(self.axes, self.data, self.scores, s["user"], s["k"])
         self.fig.tight_layout()
         return out
-
-    def show(self):
-        import ipywidgets as w
-        from IPython.display import display
-
-        from book.ui.figure import LiveFigure
-        slider = w.IntSlider(value=self.user, min=0, max=self.data.n_users - 1, description="user")
-
-        def changed(change):
-            self.draw(change["new"])
-            self.live.update()
-        slider.observe(changed, names="value")
-        display(slider)
-        self.draw()
-        self.live = LiveFigure(self.fig)
-        return self
-
-    def player(self, users, interval: int = 1200):
-        from book.ui.figure import player
-        users = list(users)
-        return player(lambda i: self.draw(users[i]), len(users), self.fig, interval)
 
 
 ACTIONS = ("left", "stay", "right")
@@ -586,15 +581,13 @@ def reinforce(env: Catch, policy: nn.Module, value: nn.Module, updates: int = 30
 
 
 def plot_returns(ax, history: dict, random_return: float | None = None, best: float | None = None,
-                 smooth: int = 10):
+                 window: int = 10):
     """The training curve: mean return per update (faint) and its moving average, with reference lines."""
     ax.clear()
     y = np.asarray(history["mean_return"])
     x = np.asarray(history["update"])
     ax.plot(x, y, color="tab:blue", alpha=0.3, lw=0.8)
-    if len(y) >= smooth:
-        ax.plot(x[smooth - 1:], np.convolve(y, np.ones(smooth) / smooth, "valid"), color="tab:blue",
-                label=f"mean return (moving average of {smooth})")
+    ax.plot(x, running_mean(list(y), window), color="tab:blue", label=f"mean return (running mean of {window})")
     if random_return is not None:
         ax.axhline(random_return, color="tab:red", ls="--", lw=1, label="random policy")
     if best is not None:

@@ -1,5 +1,7 @@
 """Scaling laws: train a family of tiny GPTs, fit a power law to their losses, and do compute-optimal arithmetic.
 
+Chapter: ``scaling_laws``.
+
 * Counting: ``non_embedding_params`` (Kaplan et al. 2020 count the parameters *outside* the token and
   position embeddings), ``gpt_non_embedding_params`` (the same by formula), ``training_flops`` (C ≈ 6·N·D).
 * Fitting: ``fit_power_law`` fits L(N) = a·N^(-alpha) by a straight line in log-log space, or, with
@@ -20,7 +22,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from book.nn.counting import count_params
+from book.nn.counting import block_params, count_params
 from book.nn.gpt import GPT, GPTConfig
 from book.nn.losses import lm_loss
 from book.train import evaluate, fit
@@ -51,8 +53,7 @@ def gpt_non_embedding_params(n_layer: int, n_embd: int) -> int:
     MLP 8d² + 5d, two LayerNorms 4d), plus the final LayerNorm (2d). Kaplan's approximation is 12·n_layer·d²."""
     if n_layer < 1 or n_embd < 1:
         raise ValueError(f"n_layer and n_embd must be positive, got {n_layer}, {n_embd}")
-    d = n_embd
-    return n_layer * (12 * d * d + 13 * d) + 2 * d
+    return n_layer * block_params(n_embd, 4 * n_embd) + 2 * n_embd   # block_params(d, 4d) = 12·d² + 13·d
 
 
 def training_flops(n_params, n_tokens):

@@ -1,4 +1,6 @@
-"""Activation functions and their derivatives written out (taught in the losses_activations chapter).
+"""Activation functions and their derivatives written out.
+
+Chapter: taught in ``losses_activations``.
 
 ``ACTIVATIONS`` maps a name to ``(f, f')``; ``MODULES`` maps the same names to PyTorch's modules, which the
 tests compare against.
@@ -68,7 +70,7 @@ def get(name: str):
 
 
 def saturation(out: torch.Tensor, kind: str) -> torch.Tensor:
-    """Fraction of outputs where the derivative is nearly zero: |tanh| > 0.99, sigmoid outside (0.01, 0.99)."""
+    """Fraction of outputs where the derivative is nearly zero: ``|tanh| > 0.99``, sigmoid outside (0.01, 0.99)."""
     if kind == "tanh":
         return (out.abs() > 0.99).float().mean()
     if kind == "sigmoid":

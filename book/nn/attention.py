@@ -1,5 +1,7 @@
 """Scaled dot-product attention written out (tested against torch.nn.functional.scaled_dot_product_attention).
 
+Chapters: taught in ``attention_math``; the GPT of ``gpt`` (:mod:`book.nn.gpt`) uses it for its attention maps.
+
     Attention(Q, K, V) = softmax(Q Kᵀ / √d_k) V
 
 Each query row is compared with every key row (a dot product), the scores are scaled by 1/√d_k and

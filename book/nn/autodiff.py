@@ -1,5 +1,7 @@
 """Reverse-mode automatic differentiation from scratch: a scalar engine and a small tensor engine.
 
+Chapter: taught in ``backprop``.
+
 ``Value`` holds one number, remembers which operation made it from which inputs, and knows that
 operation's local derivative. ``backward()`` visits the graph in reverse topological order and applies the
 chain rule: each node adds ``local derivative × its output's gradient`` into its inputs' gradients.

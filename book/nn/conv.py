@@ -1,5 +1,8 @@
 """Convolution and max-pooling from scratch -- first as loops, then as unfold + matrix product --
-tested against torch.nn.functional.conv2d / max_pool2d (tests/chapters/test_cnn.py)."""
+tested against torch.nn.functional.conv2d / max_pool2d (tests/chapters/test_cnn.py).
+
+Chapter: taught in ``cnn``.
+"""
 from __future__ import annotations
 
 import torch

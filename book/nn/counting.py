@@ -1,9 +1,14 @@
 """Counting a network's parameters and FLOPs: by formula, and measured by PyTorch's FLOP counter.
 
+Chapters: taught in ``core_concepts``; used again in ``gpt``, ``pretraining``, ``compression``, ``scaling_laws``
+and ``trends``.
+
 Convention (the one PyTorch's counter and most papers use): a multiply-add counts as 2 FLOPs, so a
 matrix product (m×k)·(k×n) costs 2·m·k·n. Element-wise work (activations, softmax, norms) is ignored.
 """
 from __future__ import annotations
+
+import contextlib
 
 import torch
 from torch import nn
@@ -21,10 +26,20 @@ def count_params(model: nn.Module, trainable_only: bool = False) -> int:
     return total
 
 
+def _math_attention():
+    try:
+        from torch.nn.attention import SDPBackend, sdpa_kernel  # torch >= 2.3
+    except ImportError:
+        return contextlib.nullcontext()
+    return sdpa_kernel(SDPBackend.MATH)
+
+
 def measure_flops(model: nn.Module, x: torch.Tensor, backward: bool = False) -> int:
     """FLOPs of one forward pass (and backward, if asked) on input ``x``, counted by PyTorch."""
     counter = FlopCounterMode(display=False)
-    with counter:
+    # FlopCounterMode has no formula for the fused attention kernels PyTorch picks on the CPU; the "math"
+    # path computes the same attention as matrix products, which it counts (Q·Kᵀ and weights·V).
+    with _math_attention(), counter:
         out = model(x)
         if backward:
             out.float().sum().backward()
@@ -57,7 +72,8 @@ def conv2d_flops(c_in: int, c_out: int, k: int, h_out: int, w_out: int, batch: i
 
 
 def block_params(d_model: int, d_ff: int) -> int:
-    """A Transformer block: attention (Q, K, V, output: 4 d² + 4 d), MLP (2 d·d_ff + d_ff + d), 2 LayerNorms (4 d)."""
+    """Parameters of a Transformer block (``book.nn.gpt.Block``): attention (Q, K, V, output: 4 d² + 4 d),
+    MLP (2 d·d_ff + d_ff + d), 2 LayerNorms (4 d)."""
     return 4 * d_model * d_model + 4 * d_model + 2 * d_model * d_ff + d_ff + d_model + 4 * d_model
 
 
@@ -71,27 +87,3 @@ def block_flops(d_model: int, d_ff: int, seq: int, batch: int = 1) -> int:
 def _check_sizes(sizes):
     if len(sizes) < 2 or any((not isinstance(s, int)) or s < 1 for s in sizes):
         raise ValueError(f"sizes must list at least two positive int widths (input, ..., output), got {sizes}")
-
-
-class TransformerBlock(nn.Module):
-    """A pre-LayerNorm Transformer block written out plainly, to count its parameters and FLOPs."""
-
-    def __init__(self, d_model: int = 64, n_heads: int = 4, d_ff: int = 256):
-        super().__init__()
-        if d_model % n_heads:
-            raise ValueError(f"d_model={d_model} must be divisible by n_heads={n_heads}")
-        self.n_heads = n_heads
-        self.ln1, self.ln2 = nn.LayerNorm(d_model), nn.LayerNorm(d_model)
-        self.qkv = nn.Linear(d_model, 3 * d_model)
-        self.proj = nn.Linear(d_model, d_model)
-        self.mlp = nn.Sequential(nn.Linear(d_model, d_ff), nn.GELU(), nn.Linear(d_ff, d_model))
-
-    def forward(self, x):
-        B, T, C = x.shape
-        h = self.n_heads
-        q, k, v = self.qkv(self.ln1(x)).split(C, dim=-1)                    # 3 x (B, T, C)
-        q, k, v = (t.view(B, T, h, C // h).transpose(1, 2) for t in (q, k, v))  # (B, h, T, C/h)
-        att = (q @ k.transpose(-2, -1)) / (C // h) ** 0.5                    # (B, h, T, T)
-        y = att.softmax(dim=-1) @ v                                          # (B, h, T, C/h)
-        x = x + self.proj(y.transpose(1, 2).reshape(B, T, C))                # (B, T, C)
-        return x + self.mlp(self.ln2(x))

@@ -1,6 +1,9 @@
 """A tiny GPT: token and position embeddings, pre-LayerNorm Transformer blocks with causal multi-head
 self-attention, and generation (greedy, temperature, top-k, top-p) with an optional KV cache.
 
+Chapters: taught in ``gpt``; pretrained in ``pretraining`` (the checkpoint ``lora``, ``applications``,
+``generative`` and ``trends`` start from), and trained again in ``efficiency`` and ``scaling_laws``.
+
 Two attention paths give the same numbers (tests/chapters/test_gpt.py): the fused
 ``torch.nn.functional.scaled_dot_product_attention`` used for training, and the explicit
 ``book.nn.attention.attention`` that also returns the weights for heat-maps.
@@ -26,6 +29,7 @@ class GPTConfig:
     n_embd: int = 128
     dropout: float = 0.0
     causal: bool = True      # False: every position sees every other (a BERT-style encoder, book.lab.pretraining)
+    d_ff: int | None = None  # the MLP's hidden width; None: 4 * n_embd, as in GPT-2
 
 
 class CausalSelfAttention(nn.Module):
@@ -80,8 +84,9 @@ class Block(nn.Module):
         super().__init__()
         self.ln1, self.ln2 = nn.LayerNorm(cfg.n_embd), nn.LayerNorm(cfg.n_embd)
         self.attn = CausalSelfAttention(cfg)
-        self.mlp = nn.Sequential(nn.Linear(cfg.n_embd, 4 * cfg.n_embd), nn.GELU(),
-                                 nn.Linear(4 * cfg.n_embd, cfg.n_embd), nn.Dropout(cfg.dropout))
+        d_ff = cfg.d_ff or 4 * cfg.n_embd
+        self.mlp = nn.Sequential(nn.Linear(cfg.n_embd, d_ff), nn.GELU(),
+                                 nn.Linear(d_ff, cfg.n_embd), nn.Dropout(cfg.dropout))
 
     def forward(self, x, cache=None, keep_weights=False):
         x = x + self.attn(self.ln1(x), cache, keep_weights)   # residual connections around both parts

@@ -1,5 +1,7 @@
 """LoRA (low-rank adaptation, Hu et al. 2021) written from scratch around ``nn.Linear``.
 
+Chapter: taught in ``lora``.
+
 A frozen weight ``W`` (out, in) gets a trainable low-rank update: ``W' = W + (alpha / r) · B A`` with
 ``A`` (r, in) and ``B`` (out, r). ``B`` starts at zero, so the adapted model starts exactly where the
 pretrained one is. Unmerged, the update runs as a side branch ``x -> A -> B``; merged, it is added into

@@ -1,5 +1,8 @@
 """Loss functions written out, in the numerically stable forms PyTorch uses (tested against torch.nn.functional).
 
+Chapters: taught in ``losses_activations``; ``attention_math`` uses its :func:`softmax`; :func:`lm_loss` is
+the language-model loss of ``rnn``, ``gpt``, ``pretraining``, ``efficiency``, ``scaling_laws`` and ``trends``.
+
 Why "from logits": a network's last layer outputs unbounded scores z (logits). Computing probabilities
 first and then log(p) loses precision when p rounds to 0 or 1 (log(0) = -inf); the logit forms below
 never form p explicitly and stay finite for any z.
@@ -29,7 +32,7 @@ def bce(p: torch.Tensor, y: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
 
 
 def bce_with_logits(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """The same loss from logits z (p = sigmoid(z)), stable for any z: max(z, 0) - z·y + log(1 + e^{-|z|})."""
+    """The same loss from logits z (p = sigmoid(z)), stable for any z: ``max(z, 0) - z·y + log(1 + e^{-|z|})``."""
     _same_shape(z, y, "bce_with_logits")
     return (z.clamp(min=0) - z * y + torch.log1p(torch.exp(-z.abs()))).mean()
 

@@ -1,4 +1,9 @@
-"""Models used across chapters: a LeNet-style CNN and configurable deep MLPs."""
+"""Models used across chapters: a LeNet-style CNN and configurable deep MLPs.
+
+Chapters: :class:`LeNet` is introduced in ``cnn`` and reused in ``adversarial``, ``compression``,
+``applications``, ``generative`` and ``tools``; :func:`deep_mlp` is ``training_practice``'s (depth,
+initialisation, normalisation).
+"""
 from __future__ import annotations
 
 from torch import nn

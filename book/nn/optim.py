@@ -1,5 +1,7 @@
 """Optimizers written from scratch, with the same defaults and update rules as ``torch.optim``.
 
+Chapter: taught in ``gradient_descent``.
+
 They exist to be read (chapter "Gradient descent and optimizers") and are tested to match ``torch.optim``
 step for step (``tests/chapters/test_gradient_descent.py``). Each class only implements ``update(p, g, s)``: how one
 parameter tensor ``p`` moves given its gradient ``g`` and its own state dict ``s``.

@@ -1,4 +1,6 @@
-"""Quantization from scratch, checked against PyTorch (taught in the compression chapter).
+"""Quantization from scratch, checked against PyTorch.
+
+Chapter: taught in ``compression``.
 
 :func:`symmetric_qparams` / :func:`affine_qparams` choose a scale (and zero point) per tensor or per
 channel; :func:`quantize` / :func:`dequantize` map floats to ``b``-bit integers and back, as

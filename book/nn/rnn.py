@@ -1,6 +1,8 @@
 """Recurrent cells written out with exactly PyTorch's weight layout, so their outputs can be compared
 with nn.RNN / nn.LSTM / nn.GRU after copying the weights (tests/chapters/test_rnn.py).
 
+Chapter: taught in ``rnn``.
+
 Gate order as in PyTorch: LSTM rows of weight_ih/weight_hh are [input, forget, cell, output];
 GRU rows are [reset, update, new].
 """

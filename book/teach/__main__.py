@@ -1,6 +1,6 @@
 """``python -m book.teach student|nbgrader|grade ...`` (see :mod:`book.teach`)."""
 import sys
 
-from . import main
+from book.teach.cli import main
 
 sys.exit(main())

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import nbformat
 
-from .sandbox import Limits, Sandbox, subreaper
+from book.teach.sandbox import Limits, Sandbox, subreaper
 
 MAX_NOTEBOOK_MB = 50
 FEEDBACK_OUTPUT_CHARS = 4000
@@ -246,7 +246,7 @@ class Assignment:
     """The teacher's chapter, the exercises graded, and the probes of each."""
 
     def __init__(self, chapter: Path, exercises: list[str] | None, hidden: dict[str, str], warnings: list):
-        from . import find_exercises, stub_source
+        from book.teach.student import find_exercises, stub_source
         self.path = Path(chapter)
         self.nb = nbformat.read(self.path, as_version=4)
         self.all = {e.label: e for e in find_exercises(self.nb)}

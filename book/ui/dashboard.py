@@ -2,7 +2,8 @@
 
 It draws with Matplotlib into a :class:`~book.ui.figure.LiveFigure` (a display handle), so it updates while
 code runs in Jupyter, VS Code and Colab, and the built site still shows its last frame; it syncs the GPU only
-at its redraw points. ``player()`` replays the recorded run for readers without a kernel.
+at its redraw points. It follows the replay contract of :class:`~book.ui.explorer.Replay`:
+``replay(max_frames=24, interval=400)`` replays the recorded run for readers without a kernel.
 """
 from __future__ import annotations
 
@@ -14,13 +15,14 @@ import torch
 from torch import nn
 
 from book.train import Callback, State
-from book.ui.figure import LiveFigure, even_frames, player
+from book.ui.explorer import Replay
+from book.ui.figure import LiveFigure
 
-ACTIVATIONS = (nn.ReLU, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.ELU)
+ACTIVATION_TYPES = (nn.ReLU, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.ELU)
 
 
 # ============================================================================ training dashboard
-class TrainingDashboard(Callback):
+class TrainingDashboard(Callback, Replay):
     """Live view of a training run: losses, validation accuracy, per-layer gradient norms, activations.
 
     Pass it to :func:`book.train.fit` as a callback. It reads data from the GPU only at fit's log points
@@ -28,8 +30,11 @@ class TrainingDashboard(Callback):
     steps pay nothing. Redrawing (about 0.1-0.3 s for four panels) is rationed: after a redraw that took
     ``c`` seconds the next one waits at least ``max(min_seconds, c / max_overhead)`` seconds, so drawing
     costs at most ~``max_overhead`` (5 %) of the training time (the data of every log point is still recorded).
-    The final state is always drawn, and ``replay()`` returns a player of all recorded snapshots.
+    The final state is always drawn, and ``replay(max_frames=24, interval=400)`` returns a player of the
+    recorded snapshots.
     """
+
+    replay_hint = "train with this dashboard as a callback first"
 
     def __init__(self, model: nn.Module, title: str = "training", min_seconds: float = 0.5,
                  max_overhead: float = 0.05, bins: int = 40, sample: int = 4096):
@@ -40,7 +45,7 @@ class TrainingDashboard(Callback):
         # layers with weights (for gradient norms) and activation modules (for histograms)
         self.weighted = [(n, m) for n, m in model.named_modules()
                          if isinstance(getattr(m, "weight", None), torch.Tensor) and m.weight.requires_grad]
-        acts = [(n, m) for n, m in model.named_modules() if isinstance(m, ACTIVATIONS)]
+        acts = [(n, m) for n, m in model.named_modules() if isinstance(m, ACTIVATION_TYPES)]
         self.watched = acts or [(n, m) for n, m in self.weighted if isinstance(m, (nn.Linear, nn.Conv2d))]
         if not self.weighted:
             raise ValueError("TrainingDashboard found no layer with a trainable .weight in this model")
@@ -49,6 +54,7 @@ class TrainingDashboard(Callback):
         self._hooks = [m.register_forward_hook(self._make_hook(n)) for n, m in self.watched]
         self._grad_norms = None
         self.snapshots: list[dict] = []
+        self.history = None   # the run's History, once training has ended
         self.live = None
         self._next_draw = 0.0
         self._laid_out = False
@@ -145,9 +151,9 @@ class TrainingDashboard(Callback):
             self.fig.tight_layout()
             self._laid_out = True
 
-    def replay(self, max_frames: int = 24):
-        """A JavaScript player stepping through the recorded snapshots (no kernel needed)."""
-        if not self.snapshots:
-            raise RuntimeError("nothing to replay yet: train with this dashboard as a callback first")
-        frames = even_frames(len(self.snapshots), max_frames)
-        return player(lambda i: self.draw(self.history, int(frames[i])), len(frames), self.fig)
+    # -- replay contract
+    def _frames(self) -> int:
+        return len(self.snapshots) if self.history is not None else 0
+
+    def _draw_frame(self, k: int):
+        self.draw(self.history, k)

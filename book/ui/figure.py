@@ -6,6 +6,9 @@ Two ideas make the book's figures survive in the static HTML site:
   place. The notebook stores a plain PNG, so the built page shows the last frame without widget JS.
 * :func:`player` renders a list of frames into a self-contained JavaScript player (Matplotlib's
   ``to_jshtml``), so a reader of the static page can step through precomputed states.
+
+Controls over a figure are built on these in :mod:`book.ui.explorer` (:class:`~book.ui.explorer.Explorer`,
+:func:`~book.ui.explorer.explore`).
 """
 from __future__ import annotations
 
@@ -55,42 +58,3 @@ def player(draw, n_frames: int, fig: plt.Figure, interval: int = 400):
     html = anim.to_jshtml(default_mode="once")
     plt.close(fig)
     return HTML(html)
-
-
-def explore(fig: plt.Figure, draw, **controls) -> LiveFigure:
-    """Live controls above a figure that the static site still shows.
-
-    ``controls`` are ipywidgets value widgets, by name; ``draw(**values)`` redraws ``fig`` for their
-    current values (it clears what it redraws). The figure is drawn once now and shown through a display
-    handle (a PNG kept in the notebook, so the built page shows it without widget JavaScript); with a
-    kernel, every change of a control redraws it in place. Unlike plotting inside a ``widgets.Output``,
-    nothing is lost when the page is read without a kernel.
-
-        fig, ax = plt.subplots()
-        explore(fig, lambda lr: plot_loss(ax, lr), lr=widgets.FloatSlider(0.1, min=0.01, max=1));
-    """
-    import ipywidgets as w
-    from IPython.display import display
-
-    if not isinstance(fig, plt.Figure):
-        raise TypeError(f"explore(fig, draw, **controls): fig must be a Matplotlib Figure, got {type(fig).__name__}")
-    if not callable(draw):
-        raise TypeError(f"draw must be a function of the controls' values, got {type(draw).__name__}")
-    bad = [k for k, c in controls.items() if not isinstance(c, w.ValueWidget)]
-    if not controls or bad:
-        raise TypeError("give the controls as ipywidgets with a value, by name, e.g. "
-                        f"explore(fig, draw, lr=widgets.FloatSlider(...)); not widgets: {bad or 'none given'}")
-
-    def values():
-        return {k: c.value for k, c in controls.items()}
-    draw(**values())
-    if in_notebook():
-        display(w.HBox(list(controls.values())))
-    live = LiveFigure(fig)
-
-    def changed(_change):
-        draw(**values())
-        live.update()
-    for c in controls.values():
-        c.observe(changed, names="value")
-    return live

@@ -138,6 +138,9 @@ def test_explorer_and_plot():
     assert ex.draw(eps=0.0)["a"]["delta"].max() == 0
     html = ex.player("eps", [0.0, 0.05])
     assert "<script" in html.data
+    assert ex.show().live is not None and len(ex.axes) == 2     # one row per model
+    ex.widgets["eps"].value = 0.0
+    assert ex.settings["eps"] == 0.0
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots()
     plot_accuracy_vs_eps(ax, [0, 0.1], {"standard, PGD": [1.0, 0.5], "standard, FGSM": [1.0, 0.7]}, marker_eps=0.1)

@@ -1,8 +1,9 @@
-
+"""The attention_math chapter: book.nn.attention against torch's scaled_dot_product_attention, and its checks."""
 import pytest
 import torch
 import torch.nn.functional as F
 
+from book import check
 from book.nn.attention import attention, causal_mask
 
 
@@ -27,3 +28,19 @@ def test_attention_errors():
         attention(x, x, torch.zeros(3, 8))
     with pytest.raises(TypeError, match="boolean"):
         attention(x, x, x, mask=torch.ones(4, 4))
+
+
+@pytest.mark.parametrize("name,good,bad", [
+    ("softmax_temperature", lambda z, T: torch.softmax(z / T, -1), lambda z, T: torch.softmax(z * T, -1)),
+    ("attention_weights", lambda q, k: torch.softmax(q @ k.T / q.shape[-1] ** 0.5, -1),
+     lambda q, k: torch.softmax(q @ k.T, -1)),
+    ("causal_mask", lambda T: torch.ones(T, T, dtype=torch.bool).tril(),
+     lambda T: torch.ones(T, T, dtype=torch.bool).triu()),
+    ("attention_output", lambda q, k, v: torch.softmax(q @ k.T / q.shape[-1] ** 0.5, -1) @ v,
+     lambda q, k, v: torch.softmax(q @ k.T / q.shape[-1] ** 0.5, -1) / v.sum()),
+])
+def test_attention_math_checks(name, good, bad, monkeypatch):
+    monkeypatch.setenv("BOOK_STRICT", "1")
+    getattr(check, name)(good)
+    with pytest.raises(check.CheckFailed):
+        getattr(check, name)(bad)

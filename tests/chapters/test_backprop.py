@@ -1,3 +1,4 @@
+"""The backprop chapter: book.nn.autodiff (Value, Tensor) against torch.autograd, and its checks."""
 import math
 
 import numpy as np
@@ -5,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from book import check
 from book.nn.autodiff import (
     MLP,
     Tensor,
@@ -114,3 +116,17 @@ def test_graph_layout_and_drawing():
     texts = [t.get_text() for t in ax.texts]
     assert "a\n2" in texts and any(t.endswith("?") for t in texts)
     plt.close(fig)
+
+
+@pytest.mark.parametrize("name,good,bad", [
+    ("grad_f", lambda a, b, c: (2 * (a * b + c) * b, 2 * (a * b + c) * a, 2 * (a * b + c)),
+     lambda a, b, c: (b, a, 1.0)),
+    ("numerical_derivative", lambda f, x: (f(x + 1e-5) - f(x - 1e-5)) / 2e-5, lambda f, x: (f(x + 1e-2) - f(x)) / 1e-2),
+    ("matmul_backward", lambda X, W, G: (G @ W.T, X.T @ G), lambda X, W, G: (G @ W.T, G.T @ X)),
+    ("tanh_backward", lambda x, g: g * (1 - torch.tanh(x) ** 2), lambda x, g: 1 - torch.tanh(x) ** 2),
+])
+def test_backprop_checks(name, good, bad, monkeypatch):
+    monkeypatch.setenv("BOOK_STRICT", "1")
+    getattr(check, name)(good)
+    with pytest.raises(check.CheckFailed):
+        getattr(check, name)(bad)

@@ -288,13 +288,19 @@ def test_explorer_draws_and_plays():
     torch.manual_seed(0)
     m = LeNet()
     ex = CompressionExplorer(m, torch.rand(20, 1, 28, 28), torch.randint(0, 10, (20,)),
-                             sparsities=(0.0, 0.9), bits=(32, 4))
-    fig = ex.draw(0.9, 4)
-    assert fig is not None and (0.9, 4) in ex.cache and (0.0, 32) in ex.cache
+                             sparsities=(0.0, 0.9), bit_widths=(32, 4), sparsity=0.5)
+    assert ex.settings == {"sparsity": 0.5, "bits": 32}
+    acc = ex.draw(sparsity=0.9, bits=4)
+    assert 0 <= acc <= 1 and (0.9, 4) in ex.cache and (0.0, 32) in ex.cache
     c = ex.compressed(0.9, 4)
     assert abs(weight_sparsity(c) - 0.9) < 0.01 and weight_sparsity(m) == 0
-    html = ex.player([(0.0, 32), (0.9, 4)])
+    html = ex.player(("sparsity", "bits"), [(0.0, 32), (0.9, 4)])
     assert "<script" in html.data
+    assert ex.show().live is not None and ex.settings == {"sparsity": 0.5, "bits": 32}
+    with pytest.raises(ValueError, match="bits"):
+        ex.draw(bits=1)
+    with pytest.raises(ValueError, match="sparsity"):
+        CompressionExplorer(m, torch.rand(2, 1, 28, 28), torch.zeros(2, dtype=torch.long), sparsity=1.5)
 
 
 # ----------------------------------------------------------------------------- checks

@@ -1,4 +1,4 @@
-"""book.lab.history, book.nn.counting, book.hardware, book.lab.core_concepts and the Part I checks."""
+"""The core_concepts chapter: book.nn.counting, book.hardware, book.lab.core_concepts and its checks."""
 
 import pytest
 import torch
@@ -8,7 +8,6 @@ from book import check
 from book.hardware import gpu_peak_tflops, matmul_gflops, supports
 from book.lab.core_concepts import Playground
 from book.nn.counting import (
-    TransformerBlock,
     block_flops,
     block_params,
     conv2d_flops,
@@ -18,6 +17,7 @@ from book.nn.counting import (
     mlp_flops,
     mlp_params,
 )
+from book.nn.gpt import Block, GPTConfig
 
 
 def test_counting_formulas_match_torch():
@@ -27,9 +27,12 @@ def test_counting_formulas_match_torch():
     conv = nn.Conv2d(3, 5, 3)
     assert count_params(conv) == conv2d_params(3, 5, 3)
     assert measure_flops(conv, torch.randn(2, 3, 8, 8)) == conv2d_flops(3, 5, 3, 6, 6, 2)
-    block = TransformerBlock(32, 4, 64)
-    assert count_params(block) == block_params(32, 64)
-    assert measure_flops(block, torch.randn(2, 10, 32)) == block_flops(32, 64, 10, 2)
+    for causal in (False, True):   # the fused attention kernel is counted too (as the math path's products)
+        block = Block(GPTConfig(vocab_size=1, block_size=10, n_head=4, n_embd=32, d_ff=64, causal=causal))
+        assert count_params(block) == block_params(32, 64)
+        assert measure_flops(block, torch.randn(2, 10, 32)) == block_flops(32, 64, 10, 2)
+    # GPT-2's MLP width by default
+    assert count_params(Block(GPTConfig(vocab_size=1, n_embd=32))) == block_params(32, 128)
     assert measure_flops(mlp, torch.randn(4, 10), backward=True) > mlp_flops([10, 7, 3], 4)
 
 
@@ -45,13 +48,13 @@ def test_counting_errors():
     with pytest.raises(ValueError, match="at least two"):
         mlp_params([5])
     with pytest.raises(ValueError, match="divisible"):
-        TransformerBlock(10, 3, 8)
+        Block(GPTConfig(vocab_size=1, n_head=3, n_embd=10))
 
 
 def test_matmul_gflops():
     assert matmul_gflops(64, repeats=3) > 0
     assert supports(torch.float32)
-    assert not supports(torch.float32, device="meta") or True  # never raises
+    supports(torch.float32, device="meta")  # answers for any device without raising
     with pytest.raises(ValueError):
         matmul_gflops(0)
     if not torch.cuda.is_available():
@@ -64,8 +67,8 @@ def test_playground_learns_and_records():
     assert r["train_acc"] > 0.85 and set(r) == {f"{s}_{m}" for s in ("train", "val", "test") for m in ("loss", "acc")}
     assert [s["step"] for s in pg.snapshots] == [100, 200, 300]
     assert pg.snapshots[-1]["prob"].shape == (60, 60) and pg.snapshots[-1]["units"].shape == (4, 60, 60)
-    pg.draw()
-    assert "<script" in pg.player().data
+    assert pg.draw() == r, "draw shows the trained result, without training again"
+    assert "<script" in pg.replay(max_frames=2).data
     again = Playground(**pg.settings, device="cpu").train(live=False)
     assert again == r, "the same settings must give the same result"
 
@@ -73,6 +76,20 @@ def test_playground_learns_and_records():
 def test_playground_linear_has_no_units_and_show_works():
     pg = Playground(dataset="blobs", hidden=(), steps=50, device="cpu").show()
     assert pg.snapshots[-1]["units"].shape[0] == 0 and pg.results["train_acc"] > 0.8
+    assert pg.live is not None and "test accuracy" in pg._status()
+    first = pg.results
+    pg.widgets["steps"].value = 100                    # a control changes the setting, the button retrains
+    assert pg.settings["steps"] == 100 and pg.results == first
+    pg.update()
+    assert pg.snapshots[-1]["step"] == 100 and pg._trained == pg.settings
+
+
+def test_playground_draw_trains_what_it_shows_and_overrides_train_a_copy():
+    pg = Playground(dataset="xor", hidden=(4,), steps=40, every=20, device="cpu")
+    r = pg.draw()                                      # not trained yet: draw trains first
+    assert set(r) >= {"test_acc"} and len(pg.snapshots) == 2
+    other = pg.draw(steps=60)                          # a copy with other settings; pg keeps its own run
+    assert other != r and pg.settings["steps"] == 40 and len(pg.snapshots) == 2
 
 
 def test_playground_errors():
@@ -84,8 +101,8 @@ def test_playground_errors():
         Playground(activation="gelu")
     with pytest.raises(ValueError, match="positive"):
         Playground(hidden=(0,))
-    with pytest.raises(RuntimeError, match="train"):
-        Playground().draw()
+    with pytest.raises(RuntimeError, match="nothing to replay yet"):
+        Playground().replay()
     with pytest.raises(FloatingPointError, match="lower lr"):
         Playground(dataset="moons", noise=float("nan"), steps=100, every=50, device="cpu").train(live=False)
 

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from book import check
+from book.hardware import time_step
 from book.lab.efficiency import (
     FORMATS,
     DeepMLP,
@@ -23,13 +24,12 @@ from book.lab.efficiency import (
     lost_fraction,
     measure_checkpointing,
     scaler_update,
-    smooth,
     split_batch,
     tensor_bytes,
-    time_step,
     train_step_fn,
     train_steps,
 )
+from book.train import running_mean
 
 
 # ----------------------------------------------------------------------------- number formats
@@ -178,14 +178,16 @@ def test_train_steps_accumulation_and_autocast():
                     3, 1e-2, loss_fn=lambda o, t: o.sum() * float("inf"))
 
 
-def test_amp_context_and_smooth():
+def test_amp_context_and_running_mean():
     with amp_context("cpu", torch.bfloat16):
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.bfloat16
     with amp_context("cpu", None):
         assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
     with pytest.raises(ValueError, match="float16 or torch.bfloat16"):
         amp_context("cpu", torch.float64)
-    assert smooth([1.0, 3.0, 5.0], window=2) == [1.0, 2.0, 4.0]
+    assert running_mean([1.0, 3.0, 5.0], window=2) == [1.0, 2.0, 4.0]
+    with pytest.raises(ValueError, match="window"):
+        running_mean([1.0], window=0)
 
 
 # ----------------------------------------------------------------------------- checkpointing

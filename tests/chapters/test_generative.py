@@ -173,8 +173,9 @@ def test_pictures_and_explorers():
     clf = LeNet()
     for model in (m, c):
         ex = LatentExplorer(model, x, y, classifier=clf, n_points=32)
-        assert ex.draw((0.5, -0.5)).shape[0] == (2 if model.n_classes else 1)
-        assert "<script" in ex.player([(0, 0), (1, 1)]).data
+        assert ex.draw(z1=0.5, z2=-0.5).shape[0] == (2 if model.n_classes else 1)
+        assert "<script" in ex.player(("z1", "z2"), [(0, 0), (1, 1)]).data
+        assert ex.show().settings == {"z1": 0.0, "z2": 0.0}
     with pytest.raises(ValueError, match="2-D latent"):
         LatentExplorer(VAE(latent=3, hidden=8), x, y)
     mon = SampleMonitor()

@@ -1,4 +1,4 @@
-"""book.lab.history, book.nn.counting, book.hardware, book.lab.core_concepts and the Part I checks."""
+"""The history chapter: book.lab.history (timeline, growth fits, explorer) and its checks."""
 import math
 from pathlib import Path
 
@@ -43,7 +43,10 @@ def test_timeline_explorer():
     ex.draw()
     with pytest.raises(ValueError, match="unknown domains"):
         TimelineExplorer(domains=["music"])
-    TimelineExplorer().show()
+    shown = TimelineExplorer(model="GPT-3").show()
+    assert shown.settings["domains"] == tuple(sorted({m.domain for m in load_timeline()}))
+    shown.widgets["model"].value = "AlexNet"
+    assert shown._status_line.value == shown.facts() and "AlexNet" in shown.facts()
 
 
 @pytest.mark.parametrize("name,good,bad", [

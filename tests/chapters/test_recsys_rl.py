@@ -8,8 +8,8 @@ import torch
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from book.check import recsys_rl as checks  # noqa: E402
 from book.check import raising  # noqa: E402
+from book.check import recsys_rl as checks  # noqa: E402
 from book.lab.recsys_rl import (  # noqa: E402
     Catch,
     MatrixFactorization,
@@ -171,8 +171,11 @@ def test_user_view_draws_and_checks():
         draw_user(axes, d, d.true_scores(), 20)
     plt.close(fig)
     ex = UserExplorer(d, d.true_scores(), k=5)
-    assert ex.draw(4)["hits"] >= 0
-    assert "<script" in ex.player([0, 1]).data
+    assert ex.draw(user=4)["hits"] >= 0 and len(ex.draw()["ranked"]) == 5
+    assert "<script" in ex.player("user", [0, 1]).data
+    assert ex.show().live is not None
+    with pytest.raises(ValueError, match="user must be"):
+        ex.draw(user=20)
     with pytest.raises(ValueError, match="scores must be"):
         UserExplorer(d, d.true_scores()[:3])
 

@@ -113,7 +113,7 @@ def test_no_figure_is_drawn_into_an_output_widget(path):
     for cell in read(path).cells:
         if cell.cell_type == "code":
             assert not re.search(r"\b(widgets|w)\.Output\(", cell.source), \
-                f"{path.name}: use book.ui.figure.explore(fig, draw, **controls) instead of an Output widget"
+                f"{path.name}: use book.ui.explore(fig, draw, **controls) instead of an Output widget"
 
 
 def test_prefill_cache_runs_exactly_the_books_notebooks():
@@ -173,3 +173,25 @@ def test_install_cell_pins_the_release_and_holds_installed_versions():
     assert "@1a2b3c\"" in sic.install_cell_source("1a2b3c")
     with pytest.raises(ValueError, match="not a git tag"):
         sic.install_cell_source("main; rm -rf /")
+
+
+PAGE_WIDTH = 88  # characters the built page's code column shows without scrolling
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_code_lines_fit_the_page(path):
+    """Every code line fits the page's code column; the Colab install cell (generated) is exempt."""
+    code = [c for c in read(path).cells if c.cell_type == "code"]
+    long = [f"{path.name} code cell {i}, line {n}: {len(line)} > {PAGE_WIDTH} characters: {line.strip()[:60]}"
+            for i, cell in enumerate(code) if i > 0
+            for n, line in enumerate(cell.source.splitlines(), 1) if len(line) > PAGE_WIDTH]
+    assert not long, "wrap these lines:\n" + "\n".join(long)
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_chapter_shows_its_from_scratch_code_collapsed(path):
+    """A chapter shows the book code it relies on with `show_source(...)` in a cell tagged `hide-output`,
+    which the site renders as a collapsed toggle."""
+    shown = [c for c in read(path).cells if c.cell_type == "code" and "show_source(" in c.source
+             and "hide-output" in c.metadata.get("tags", [])]
+    assert shown, f"{path.name}: add a `show_source(obj)` cell tagged hide-output for the code it teaches"

@@ -6,6 +6,7 @@ from torch import nn
 from book.data import make_2d
 from book.lab.gradient_descent import GradientDescentExplorer
 from book.train import fit
+from book.ui import Explorer, Replay
 from book.ui.dashboard import TrainingDashboard
 
 
@@ -50,7 +51,7 @@ def test_dashboard_errors():
         TrainingDashboard(nn.Linear(2, 2), max_overhead=0)
     with pytest.raises(ValueError, match="no layer with a trainable .weight"):
         TrainingDashboard(nn.ReLU())
-    with pytest.raises(RuntimeError, match="nothing to replay"):
+    with pytest.raises(RuntimeError, match="nothing to replay yet: train with this dashboard"):
         TrainingDashboard(nn.Linear(2, 2)).replay()
 
 
@@ -102,7 +103,7 @@ def test_explore_draws_now_and_on_every_change():
     import ipywidgets as w
     import matplotlib.pyplot as plt
 
-    from book.ui.figure import LiveFigure, explore
+    from book.ui import Explorer, LiveFigure, explore
 
     fig, ax = plt.subplots()
     calls = []
@@ -112,17 +113,21 @@ def test_explore_draws_now_and_on_every_change():
         ax.clear()
         ax.plot([0, 1], [a, b])
     a, b = w.FloatSlider(value=1.0), w.IntSlider(value=2)
-    live = explore(fig, draw, a=a, b=b)
-    assert isinstance(live, LiveFigure) and calls == [(1.0, 2)]
+    view = explore(fig, draw, a=a, b=b)
+    assert isinstance(view, Explorer) and isinstance(view.live, LiveFigure) and view.fig is fig
+    assert calls == [(1.0, 2)] and view.settings == {"a": 1.0, "b": 2}
     b.value = 5
-    assert calls[-1] == (1.0, 5) and ax.lines[0].get_ydata()[1] == 5
+    assert calls[-1] == (1.0, 5) and ax.lines[0].get_ydata()[1] == 5 and view.settings["b"] == 5
+    calls.clear()
+    assert "<script" in view.player("a", [0.0, 3.0]).data   # the same machinery gives a player
+    assert (0.0, 5) in calls and (3.0, 5) in calls and view.settings == {"a": 1.0, "b": 5}
 
 
 def test_explore_errors():
     import ipywidgets as w
     import matplotlib.pyplot as plt
 
-    from book.ui.figure import explore
+    from book.ui import explore
 
     fig, _ = plt.subplots()
     with pytest.raises(TypeError, match="Matplotlib Figure"):
@@ -140,3 +145,173 @@ def test_even_frames_spread_over_the_run_and_keep_both_ends():
     assert even_frames(100, 5).tolist() == [0, 25, 50, 74, 99]
     assert even_frames(3, 24).tolist() == [0, 1, 2]
     assert even_frames(1, 24).tolist() == [0]
+
+
+# ----------------------------------------------------------------------------- the Explorer base
+class Line(Explorer):
+    """The smallest view: a line y = slope * x + shift."""
+
+    defaults = dict(slope=1.0, shift=0.0, label="line")
+    layout = dict(ncols=2, figsize=(4, 2))
+
+    def _validate(self, s, changed):
+        if s["slope"] > 10:
+            raise ValueError(f"slope must be at most 10, got {s['slope']}")
+        if "slope" in changed and "shift" not in changed:
+            s["shift"] = -s["slope"]          # a completed setting: the line goes through (1, 0)
+
+    def _controls(self):
+        import ipywidgets as w
+        return {"slope": w.FloatSlider(min=-5, max=5), "shift": w.FloatSlider(min=-5, max=5)}
+
+    def draw(self, **override):
+        s = self.resolve(**override)
+        self.figure()
+        self.draws = getattr(self, "draws", 0) + 1
+        ax = self.axes[0]
+        ax.clear()
+        ax.plot([0, 1], [s["shift"], s["slope"] + s["shift"]])
+        ax.set_title(s["label"])
+        return s
+
+
+def test_explorer_settings_defaults_validation_and_unknown_names():
+    ex = Line(slope=2.0)
+    assert ex.settings == {"slope": 2.0, "shift": -2.0, "label": "line"} and ex.fig is None
+    assert Line().settings == {"slope": 1.0, "shift": 0.0, "label": "line"}   # defaults are not "changed"
+    with pytest.raises(TypeError, match=r"unknown settings \['colour'\] for Line; valid: \['label', 'shift', "):
+        Line(colour="red")
+    with pytest.raises(ValueError, match="at most 10"):
+        Line(slope=11)
+    assert ex.resolve(slope=3.0) == {"slope": 3.0, "shift": -3.0, "label": "line"}
+    assert ex.settings["slope"] == 2.0, "resolve must not change the settings"
+    with pytest.raises(TypeError, match="unknown settings"):
+        ex.draw(colour="red")
+    with pytest.raises(ValueError, match="at most 10"):
+        ex.draw(slope=20)
+
+
+def test_explorer_controls_change_settings_and_redraw():
+    ex = Line(slope=2.0).show()
+    assert ex.draws == 1 and ex.live is not None and ex.fig is not None and len(ex.axes) == 2
+    assert set(ex.widgets) == {"slope", "shift"} and ex.widgets["slope"].value == 2.0
+    ex.widgets["slope"].value = 3.0
+    assert ex.draws == 2 and ex.settings == {"slope": 3.0, "shift": -3.0, "label": "line"}
+    assert ex.axes[0].lines[0].get_ydata().tolist() == [-3.0, 0.0]
+    ex.widgets["slope"].value = 4.0    # an invalid change would raise inside ipywidgets; a valid one redraws
+    assert ex.draws == 3
+    out = ex.render(label="once")      # one figure, no controls; the settings stay
+    assert out["label"] == "once" and ex.settings["label"] == "line"
+
+
+def test_explorer_apply_button_and_status():
+    class Slow(Line):
+        apply_button = "run"
+
+        def _status(self):
+            return f"slope {self.settings['slope']}"
+    ex = Slow().show()
+    assert ex.draws == 1 and ex._status_line.value == "slope 1.0"
+    ex.widgets["slope"].value = 2.0
+    assert ex.draws == 1 and ex.settings["slope"] == 2.0, "with an apply button a change only sets the setting"
+    ex.update()                        # what the button does
+    assert ex.draws == 2 and ex._status_line.value == "slope 2.0"
+
+
+def test_explorer_player_frames_and_errors():
+    ex = Line()
+    html = ex.player("slope", [0.0, 1.0, 2.0], interval=100).data
+    assert "<script" in html and ex.settings["slope"] == 1.0
+    assert "<script" in ex.player(("slope", "shift"), [(0.0, 0.0), (1.0, 1.0)]).data
+    with pytest.raises(KeyError, match="'colour' is not a setting of Line; settings are"):
+        ex.player("colour", [1])
+    with pytest.raises(ValueError, match="at least one value"):
+        ex.player("slope", [])
+    with pytest.raises(ValueError, match="tuple of 2"):
+        ex.player(("slope", "shift"), [1.0, 2.0])
+    with pytest.raises(ValueError, match="at most 10"):
+        ex.player("slope", [1.0, 20.0])
+
+
+def test_explorer_without_draw_says_so():
+    class NoDraw(Explorer):
+        defaults = dict(a=1)
+    with pytest.raises(NotImplementedError, match="NoDraw must define draw"):
+        NoDraw().show()
+
+
+# ----------------------------------------------------------------------------- the Replay contract
+class Recorded(Replay):
+    replay_hint = "record first"
+
+    def __init__(self, n):
+        import matplotlib.pyplot as plt
+        self.fig, self.ax = plt.subplots()
+        self.drawn, self.n = [], n
+
+    def _frames(self):
+        return self.n
+
+    def _draw_frame(self, k):
+        self.drawn.append(k)
+        self.ax.clear()
+        self.ax.plot([0, k])
+
+
+def test_replay_contract_spreads_frames_and_says_how_to_record():
+    with pytest.raises(RuntimeError, match="nothing to replay yet: record first"):
+        Recorded(0).replay()
+    r = Recorded(100)
+    html = r.replay(max_frames=5, interval=50).data
+    assert "<script" in html and set(r.drawn) == {0, 25, 50, 74, 99}
+    r = Recorded(3)
+    r.replay()
+    assert set(r.drawn) == {0, 1, 2}
+
+
+def test_every_replay_view_has_the_same_signature():
+    import inspect
+
+    from book.lab.core_concepts import Playground
+    from book.lab.generative import SampleMonitor
+    for cls in (TrainingDashboard, SampleMonitor, Playground):
+        assert issubclass(cls, Replay)
+        assert str(inspect.signature(cls.replay)) == "(self, max_frames: 'int' = 24, interval: 'int' = 400)"
+
+
+def test_every_settings_view_is_an_explorer():
+    from book.lab import (
+        adversarial,
+        attention_math,
+        cnn,
+        compression,
+        core_concepts,
+        generative,
+        gpt,
+        gradient_descent,
+        history,
+        losses_activations,
+        recsys_rl,
+    )
+    views = [adversarial.AttackExplorer, attention_math.SoftmaxExplorer, cnn.CNNInspector,
+             compression.CompressionExplorer, core_concepts.Playground, generative.LatentExplorer,
+             gpt.GenerationExplorer, gpt.AttentionExplorer, gradient_descent.GradientDescentExplorer,
+             history.TimelineExplorer, losses_activations.LossExplorer, losses_activations.ActivationExplorer,
+             recsys_rl.UserExplorer]
+    for cls in views:
+        assert issubclass(cls, Explorer), cls
+        for name in ("show", "player", "render", "refresh", "resolve"):
+            assert getattr(cls, name) is getattr(Explorer, name), f"{cls.__name__} redefines {name}"
+
+
+def test_ui_does_not_import_lab_or_nn():
+    import ast
+    from pathlib import Path
+
+    import book.ui
+    for path in Path(book.ui.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            for name in names:
+                assert not name.startswith(("book.lab", "book.nn")), f"{path.name} imports {name}"
