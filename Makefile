@@ -55,8 +55,9 @@ book: $(STAMP) build
 	@echo "The book is at $(CURDIR)/_build/html/index.html"
 
 # chapters run $(JOBS) at a time into the build's jupyter-cache first (myst-nb alone runs them one by one)
+# (after `make colab`, chapters it ran with the same book/ are reused instead of executed again)
 build: $(STAMP) $(MATHJAX)
-	BOOK_STRICT=1 $(BIN)/python tools/prefill_cache.py -j $(JOBS)
+	BOOK_STRICT=1 $(BIN)/python tools/prefill_cache.py -j $(JOBS) --executed _build/colab/executed
 	BOOK_MATHJAX_DIR=$(CURDIR)/$(MATHJAX) BOOK_STRICT=1 $(BIN)/jupyter-book build . -W -n --keep-going
 
 $(MATHJAX):

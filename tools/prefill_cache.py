@@ -8,8 +8,15 @@ itself and reports the failure (with `-W` the build fails). A notebook already i
 cells, same kernel) is skipped, exactly as the build would skip it.
 
     python tools/prefill_cache.py -j 2            # then: jupyter-book build . -W -n
+    python tools/prefill_cache.py -j 2 --executed _build/colab/executed   # reuse `make colab`'s runs
+
+``--executed DIR`` (what `make test` passes): a chapter that `make colab` already ran -- the same code cells,
+without an error, against the same ``book/`` sources (a fingerprint written into the notebook) -- is cached
+from that run instead of being executed again, so CI executes each chapter once for the site and the Colab
+check together. Its install cell's output (pip's) is dropped: on the site that cell shows nothing.
 """
 import argparse
+import hashlib
 import os
 import sys
 import time
@@ -32,6 +39,38 @@ def toc_notebooks():
     return [ROOT / f"{f}.ipynb" for f in files if (ROOT / f"{f}.ipynb").is_file()]
 
 
+def book_fingerprint(root: Path = ROOT) -> str:
+    """SHA-256 over the ``book`` package's sources: an executed chapter is reusable only with the same code."""
+    h = hashlib.sha256()
+    for p in sorted((root / "book").rglob("*.py")):
+        h.update(p.relative_to(root).as_posix().encode() + b"\0" + p.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
+def reusable(path: Path, executed_dir: Path, fingerprint: str):
+    """``(notebook, why)``: the chapter as executed elsewhere, ready for the cache, or None and the reason."""
+    done = executed_dir / path.name
+    if not done.is_file():
+        return None, "not executed there"
+    nb = nbformat.read(done, as_version=4)
+    if nb.metadata.get("book_fingerprint") != fingerprint:
+        return None, "book/ changed since it ran"
+    nb.cells = [c for c in nb.cells if "colab-probe" not in c.get("metadata", {}).get("tags", [])]
+    source = nbformat.read(path, as_version=4)
+    code = [c.source for c in source.cells if c.cell_type == "code"]
+    if [c.source for c in nb.cells if c.cell_type == "code"] != code:
+        return None, "the chapter changed since it ran"
+    if any(o.get("output_type") == "error" for c in nb.cells if c.cell_type == "code" for o in c.outputs):
+        return None, "it failed there"
+    mine = [c for c in source.cells if c.cell_type == "code"]
+    for c, own in zip([c for c in nb.cells if c.cell_type == "code"], mine):
+        c.metadata = own.metadata       # nbclient adds timings; the cache matches on the chapter's own metadata
+        if "colab-install" in own.metadata.get("tags", []):
+            c.outputs, c.execution_count = [], None
+    nb.metadata = source.metadata
+    return nb, "reused"
+
+
 def execute(path, timeout):
     """Run one notebook in its own folder (as the build does); returns it executed, or the error."""
     nb = nbformat.read(path, as_version=4)
@@ -46,6 +85,7 @@ def main(argv=None):
     ap.add_argument("-j", "--jobs", type=int, default=2, help="notebooks executed at once (default 2)")
     ap.add_argument("--cache", default=str(ROOT / "_build" / ".jupyter_cache"),
                     help="jupyter-cache folder of the build (jupyter-book's default: _build/.jupyter_cache)")
+    ap.add_argument("--executed", type=Path, help="a folder of chapters executed by `make colab` to reuse")
     args = ap.parse_args(argv)
     timeout = config["execute"].get("timeout", 600)
     if args.jobs > 1:
@@ -61,6 +101,20 @@ def main(argv=None):
             print(f"cached already: {path.relative_to(ROOT)}")
         except KeyError:
             todo.append(path)
+
+    if args.executed and todo:
+        fingerprint, still = book_fingerprint(), []
+        for path in todo:
+            nb, why = reusable(path, args.executed, fingerprint)
+            if nb is None:
+                print(f"executing {path.relative_to(ROOT)}: the run in {args.executed} is not reusable ({why})")
+                still.append(path)
+                continue
+            record = cache.add_nb_to_project(str(path))
+            cache.cache_notebook_bundle(CacheBundleIn(nb, record.uri, data={"reused_from": str(args.executed)}),
+                                        check_validity=False, overwrite=True)
+            print(f"reused {path.relative_to(ROOT)} as executed in {args.executed}")
+        todo = still
 
     start, failed = time.perf_counter(), []
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:

@@ -27,11 +27,13 @@ class TrainingDashboard(Callback, Replay):
 
     Pass it to :func:`book.train.fit` as a callback. It reads data from the GPU only at fit's log points
     (``log_every``); gradient norms and activation samples are taken on those steps alone, so the other
-    steps pay nothing. Redrawing (about 0.1-0.3 s for four panels) is rationed: after a redraw that took
-    ``c`` seconds the next one waits at least ``max(min_seconds, c / max_overhead)`` seconds, so drawing
-    costs at most ~``max_overhead`` (5 %) of the training time (the data of every log point is still recorded).
-    The final state is always drawn, and ``replay(max_frames=24, interval=400)`` returns a player of the
-    recorded snapshots.
+    steps pay nothing. Drawing (about 0.1-0.3 s for four panels) is held to a budget: a redraw happens at a
+    log point only if all drawing so far -- the empty figure shown at the start included -- plus the
+    expected cost of this redraw (the last one's) stays within ``max_overhead`` (5 %) of the training time
+    elapsed with room left for the final drawing, and at least ``min_seconds`` after the previous one.
+    The data of every log point is still
+    recorded; the final state is always drawn, and ``replay(max_frames=24, interval=400)`` returns a player
+    of the recorded snapshots. ``drawing_seconds`` is what drawing cost, final state excluded.
     """
 
     replay_hint = "train with this dashboard as a callback first"
@@ -56,8 +58,9 @@ class TrainingDashboard(Callback, Replay):
         self.snapshots: list[dict] = []
         self.history = None   # the run's History, once training has ended
         self.live = None
-        self._next_draw = 0.0
-        self._laid_out = False
+        self._start = self._last_draw = 0.0
+        self._expected = 0.25      # seconds a redraw takes, until one has been measured
+        self.drawing_seconds = 0.0
         self.redraws = 0
 
     def _make_hook(self, name):
@@ -75,8 +78,13 @@ class TrainingDashboard(Callback, Replay):
 
     # -- callback protocol
     def on_train_begin(self, state: State):
+        self._start = time.perf_counter()
         self.fig, self.axes = plt.subplots(1, 4, figsize=(15, 3.3), dpi=80)
-        self.live = LiveFigure(self.fig)
+        # fixed margins: tight_layout costs more than a redraw, and the panels never move
+        self.fig.subplots_adjust(left=0.04, right=0.99, bottom=0.16, top=0.88, wspace=0.22)
+        plt.close(self.fig)   # shown at the first redraw (a PNG of an empty figure would cost as much)
+        self._last_draw = time.perf_counter()
+        self.drawing_seconds = self._last_draw - self._start
 
     def on_step_begin(self, state: State):
         self._capture = state.will_log
@@ -97,20 +105,29 @@ class TrainingDashboard(Callback, Replay):
             hists[name] = (np.linspace(float(lo), float(hi) + 1e-6, self.bins + 1), counts.cpu().numpy())
         norms = self._grad_norms.cpu().numpy() if self._grad_norms is not None else None
         self.snapshots.append({"i": len(h.step), "hists": hists, "norms": norms})
-        start = time.perf_counter()
-        if start >= self._next_draw and state.step < state.total_steps:  # the last step: on_train_end draws
-            self.draw(state.history, len(self.snapshots) - 1)
-            self.live.update()
+        now = time.perf_counter()
+        # this redraw and the final one (always drawn) must fit in the budget
+        within_budget = self.drawing_seconds + 2 * self._expected <= self.max_overhead * (now - self._start)
+        if within_budget and now - self._last_draw >= self.min_seconds and state.step < state.total_steps:
+            self.draw(state.history, len(self.snapshots) - 1)   # (the last step: on_train_end draws it)
+            self._show()
             self.redraws += 1
-            end = time.perf_counter()
-            self._next_draw = end + max(self.min_seconds, (end - start) / self.max_overhead)
+            self._last_draw = time.perf_counter()
+            self._expected = self._last_draw - now
+            self.drawing_seconds += self._expected
 
     def on_train_end(self, state: State):
         self.remove()
         self.history = state.history
         self.draw(state.history, len(self.snapshots) - 1)
-        self.live.update()
+        self._show()
         self.redraws += 1
+
+    def _show(self):
+        if self.live is None:
+            self.live = LiveFigure(self.fig)
+        else:
+            self.live.update()
 
     # -- drawing
     def draw(self, history, k: int):
@@ -147,9 +164,6 @@ class TrainingDashboard(Callback, Replay):
         ax_act.set_title("activation histograms")
         if self.snapshots[k]["hists"]:
             ax_act.legend(fontsize=7)
-        if not self._laid_out:  # tight_layout is slow; the panels don't move between frames
-            self.fig.tight_layout()
-            self._laid_out = True
 
     # -- replay contract
     def _frames(self) -> int:

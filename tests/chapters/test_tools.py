@@ -6,12 +6,8 @@ from book.check import raising
 
 
 def test_checks_accept_solutions_and_reject_wrong_ones():
-    def ema(vals, w):
-        out, s = [], vals[0]
-        for v in vals:
-            s = w * s + (1 - w) * v
-            out.append(s)
-        return out
+    from book.check._reference import _ema_ref as ema   # the teacher's answer
+
     with raising():
         check.amdahl(lambda p, s: 1 / ((1 - p) + p / s))
         check.matmul_intensity(lambda m, n, k, b: 2 * m * n * k / ((m * k + k * n + m * n) * b))

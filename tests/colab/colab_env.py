@@ -29,6 +29,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tools"))
+from prefill_cache import book_fingerprint  # noqa: E402  (one definition, shared with the build)
 HERE = Path(__file__).resolve().parent
 SNAPSHOT = sorted(HERE.glob("colab-runtime-*.txt"))[-1]
 WORK = ROOT / "_build" / "colab"
@@ -131,6 +133,7 @@ def build_wheel() -> Path:
     """The book's wheel from this checkout (what ``pip install git+<repo>@<ref>`` builds in Colab)."""
     out = WORK / "wheel"
     shutil.rmtree(out, ignore_errors=True)
+    shutil.rmtree(ROOT / "build", ignore_errors=True)   # setuptools' leftovers would put deleted modules in it
     sh([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", out, ROOT])
     return next(out.glob("*.whl"))
 
@@ -152,7 +155,7 @@ import json, sys, nbformat
 from nbclient import NotebookClient
 path, out = sys.argv[1], sys.argv[2]
 nb = nbformat.read(path, as_version=4)
-probe = nbformat.v4.new_code_cell(
+probe = nbformat.v4.new_code_cell(metadata={"tags": ["colab-probe"]}, source=
     "import json, sys, book, torch, IPython, ipywidgets\n"
     "print('COLAB-PROBE ' + json.dumps({'python': sys.executable, 'book': book.__file__, "
     "'torch': torch.__version__, 'ipython': IPython.__version__, 'ipywidgets': ipywidgets.__version__}))")
@@ -193,6 +196,10 @@ def run_chapter(chapter: str, work: Path, base: Path | None = None, wheel: Path 
     executed.parent.mkdir(parents=True, exist_ok=True)
     probe = json.loads(sh([py, "-c", RUNNER, content / f"{chapter}.ipynb", executed],
                           env=env, cwd=content).stdout.strip().splitlines()[-1])
+    # the build may reuse this run (tools/prefill_cache.py --executed) if book/ is still the same
+    nb = json.loads(executed.read_text(encoding="utf-8"))
+    nb["metadata"]["book_fingerprint"] = book_fingerprint()
+    executed.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return {"probe": probe, "before": before, "after": installed(py), "venv": str(work / "venv")}
 
 

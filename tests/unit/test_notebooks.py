@@ -84,9 +84,14 @@ def test_wheel_carries_the_shipped_data(tmp_path):
                     "-w", str(tmp_path), str(ROOT)], check=True)
     wheel = next(tmp_path.glob("*.whl"))
     names = set(zipfile.ZipFile(wheel).namelist())
-    for f in ("book/__init__.py", "book/check/optim.py", "book_assets/data/tinyshakespeare.txt.xz",
-              "book_assets/data/t10k-images-idx3-ubyte.gz", "book_assets/references.bib"):
+    for f in ("book_assets/data/tinyshakespeare.txt.xz", "book_assets/data/t10k-images-idx3-ubyte.gz",
+              "book_assets/references.bib"):
         assert f in names, f"{f} missing from the wheel"
+    # every module of the package, and nothing else (a stale build/ folder once slipped old modules in)
+    ours = {p.relative_to(ROOT).as_posix() for p in (ROOT / "book").rglob("*.py")}
+    assert ours - names == set(), f"missing from the wheel: {sorted(ours - names)}"
+    stale = {n for n in names if n.startswith("book/") and n.endswith(".py")} - ours
+    assert not stale, f"the wheel has modules the package no longer has (delete build/): {sorted(stale)}"
 
 
 def test_site_text_builds_without_warnings(tmp_path):
@@ -195,3 +200,45 @@ def test_chapter_shows_its_from_scratch_code_collapsed(path):
     shown = [c for c in read(path).cells if c.cell_type == "code" and "show_source(" in c.source
              and "hide-output" in c.metadata.get("tags", [])]
     assert shown, f"{path.name}: add a `show_source(obj)` cell tagged hide-output for the code it teaches"
+
+
+def test_prefill_reuses_a_colab_run_only_when_it_is_this_chapter_and_this_book(tmp_path):
+    """`make build` caches a chapter from `make colab`'s run instead of executing it again, but only if that
+    run had the same code cells, no error and the same book/ sources; the install cell's pip output is dropped."""
+    import nbformat
+    from jupyter_cache import get_cache
+    from jupyter_cache.base import CacheBundleIn
+    from prefill_cache import book_fingerprint, reusable
+
+    chapter = ROOT / "chapters" / "history.ipynb"
+    fingerprint = book_fingerprint()
+
+    def executed(**change):
+        nb = nbformat.read(chapter, as_version=4)
+        for c in nb.cells:
+            if c.cell_type == "code":
+                c.outputs = [nbformat.v4.new_output("stream", text="pip says hi\n" if c is nb.cells[1] else "ok\n")]
+                c.metadata["execution"] = {"iopub.status.busy": "2026-11-30T00:00:00Z"}   # nbclient's timings
+        nb.cells.append(nbformat.v4.new_code_cell("print('probe')", metadata={"tags": ["colab-probe"]}))
+        nb.metadata["book_fingerprint"] = change.pop("fingerprint", fingerprint)
+        for key, value in change.items():
+            setattr(nb.cells[-2], key, value)
+        (tmp_path / "run").mkdir(exist_ok=True)
+        nbformat.write(nb, tmp_path / "run" / chapter.name)
+
+    assert reusable(chapter, tmp_path / "run", fingerprint) == (None, "not executed there")
+    executed()
+    nb, why = reusable(chapter, tmp_path / "run", fingerprint)
+    assert why == "reused" and not any("colab-probe" in c.metadata.get("tags", []) for c in nb.cells)
+    install = next(c for c in nb.cells if "colab-install" in c.metadata.get("tags", []))
+    assert install.outputs == [] and all(c.outputs for c in nb.cells if c.cell_type == "code" and c is not install)
+    cache = get_cache(tmp_path / "cache")
+    record = cache.add_nb_to_project(str(chapter))
+    cache.cache_notebook_bundle(CacheBundleIn(nb, record.uri), check_validity=False, overwrite=True)
+    cache.match_cache_notebook(nbformat.read(chapter, as_version=4))   # the build finds it
+    executed(fingerprint="0" * 64)
+    assert reusable(chapter, tmp_path / "run", fingerprint)[1] == "book/ changed since it ran"
+    executed(source="print('edited')")
+    assert reusable(chapter, tmp_path / "run", fingerprint)[1] == "the chapter changed since it ran"
+    executed(outputs=[nbformat.v4.new_output("error", ename="AssertionError", evalue="", traceback=[])])
+    assert reusable(chapter, tmp_path / "run", fingerprint)[1] == "it failed there"

@@ -1,3 +1,5 @@
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -5,7 +7,7 @@ from torch import nn
 
 from book.data import make_2d
 from book.lab.gradient_descent import GradientDescentExplorer
-from book.train import fit
+from book.train import Callback, fit
 from book.ui import Explorer, Replay
 from book.ui.dashboard import TrainingDashboard
 
@@ -38,12 +40,28 @@ def test_dashboard_without_activation_modules_watches_linear_layers():
     assert set(dash.snapshots[-1]["hists"]) == {"0"}
 
 
-def test_dashboard_rations_redraws():
-    model = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 2))
+def test_dashboard_holds_drawing_to_its_budget():
     x, y = make_2d("moons", n=256, seed=0)
-    dash = TrainingDashboard(model, min_seconds=3600)  # at most one redraw during training, then the final one
-    fit(model, (x, y), torch.optim.SGD(model.parameters(), lr=0.1), epochs=4, log_every=2, callbacks=[dash])
-    assert len(dash.snapshots) == 8 and dash.redraws == 2  # 16 steps, a log every 2
+
+    class Slow(Callback):   # a training step that takes 50 ms, so that the budget grows as on a real run
+        def on_step_begin(self, state):
+            time.sleep(0.05)
+
+    def run(**kw):
+        model = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 2))
+        dash = TrainingDashboard(model, **kw)
+        h = fit(model, (x, y), torch.optim.SGD(model.parameters(), lr=0.1), epochs=4, log_every=2,
+                callbacks=[Slow(), dash], progress=False)
+        return dash, h
+
+    dash, _ = run(min_seconds=3600)            # too soon after the start: only the final state is drawn
+    assert len(dash.snapshots) == 8 and dash.redraws == 1   # 16 steps, a log every 2
+    dash, _ = run(min_seconds=0.0, max_overhead=1e-6)       # no budget for any redraw during training
+    assert dash.redraws == 1
+    dash, h = run(min_seconds=0.0, max_overhead=1.0)        # drawing may take as long as training
+    assert 1 < dash.redraws <= 8
+    # what it spent: never more than the budget allowed when it chose to draw, plus one overrun
+    assert dash.drawing_seconds <= h.seconds[-1] + dash._expected
 
 
 def test_dashboard_errors():
