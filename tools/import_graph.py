@@ -38,7 +38,7 @@ ALLOWED = {
     "lab": {"runtime", "nn", "data", "train", "ui"},
     "check": {"runtime", "nn", "data", "train", "lab"},
     "teach": {"runtime", "check", "book"},
-    "book": {"runtime", "data", "train", "check"},
+    "book": {"runtime", "data", "train", "ui", "check"},
 }
 ORDER = ["teach", "check", "book", "lab", "ui", "train", "data", "nn", "runtime"]   # top to bottom
 

@@ -110,21 +110,40 @@ def _read_idx(raw: bytes) -> np.ndarray:
 
 @dataclass
 class Split:
-    """Tensors of one train/test split. Images are float32 in [0, 1], shape (N, 1, 28, 28); labels int64."""
+    """Tensors of one split. Images are float32 in [0, 1], shape (N, 1, 28, 28); labels int64.
+
+    ``x_val``/``y_val`` exist when asked for (``load_mnist(n_val=...)``): choose settings (early stopping,
+    learning rates, ranks) on them, and touch the test set once, at the end."""
 
     x_train: torch.Tensor
     y_train: torch.Tensor
     x_test: torch.Tensor
     y_test: torch.Tensor
     source: str
+    x_val: torch.Tensor | None = None
+    y_val: torch.Tensor | None = None
 
     def to(self, device) -> "Split":
+        val = (self.x_val.to(device), self.y_val.to(device)) if self.x_val is not None else (None, None)
         return Split(self.x_train.to(device), self.y_train.to(device), self.x_test.to(device),
-                     self.y_test.to(device), self.source)
+                     self.y_test.to(device), self.source, *val)
 
     def __repr__(self) -> str:
-        return (f"Split({self.source}: train {tuple(self.x_train.shape)}, test {tuple(self.x_test.shape)}, "
+        val = f", val {tuple(self.x_val.shape)}" if self.x_val is not None else ""
+        return (f"Split({self.source}: train {tuple(self.x_train.shape)}{val}, test {tuple(self.x_test.shape)}, "
                 f"device={self.x_train.device})")
+
+    def with_validation(self, n_val: int) -> "Split":
+        """The last ``n_val`` training examples become the validation set (the test set is untouched)."""
+        if self.x_val is not None:
+            raise ValueError("this split already has a validation set")
+        if not 0 < n_val < len(self.y_train):
+            raise ValueError(f"n_val must be between 1 and {len(self.y_train) - 1} (the training set has "
+                             f"{len(self.y_train)} examples), got {n_val}")
+        k = len(self.y_train) - n_val
+        return Split(self.x_train[:k], self.y_train[:k], self.x_test, self.y_test,
+                     f"{self.source}, last {n_val} training images held out for validation",
+                     self.x_train[k:], self.y_train[k:])
 
 
 def _images_to_tensor(images: np.ndarray) -> torch.Tensor:
@@ -153,7 +172,8 @@ def _download_full_mnist(cache: Path) -> dict[str, np.ndarray]:
     return arrays
 
 
-def load_mnist(n_train: int = 8000, split_seed: int = 0, full: bool = False, device=None) -> Split:
+def load_mnist(n_train: int = 8000, split_seed: int = 0, full: bool = False, device=None,
+               n_val: int = 0) -> Split:
     """MNIST digits as tensors.
 
     Default (offline): the shipped 10,000-image MNIST *test* set, shuffled with ``split_seed`` and split
@@ -162,6 +182,9 @@ def load_mnist(n_train: int = 8000, split_seed: int = 0, full: bool = False, dev
 
     ``full=True``: download the standard 60,000 / 10,000 split (cached in ``~/.cache/book/mnist``); if that
     fails (no network), warn and return the shipped split instead.
+
+    ``n_val > 0``: the last ``n_val`` training images become a validation set (``x_val``, ``y_val``), for
+    choosing settings; the test images stay exactly the same.
     """
     if full:
         try:
@@ -171,6 +194,7 @@ def load_mnist(n_train: int = 8000, split_seed: int = 0, full: bool = False, dev
                           _images_to_tensor(a["t10k-images-idx3-ubyte.gz"]),
                           torch.from_numpy(a["t10k-labels-idx1-ubyte.gz"].astype(np.int64)),
                           "MNIST full 60k/10k")
+            split = split.with_validation(n_val) if n_val else split
             return split.to(device) if device is not None else split
         except OSError as e:
             warnings.warn(f"full MNIST unavailable ({e}); using the shipped 10k split instead", stacklevel=2)
@@ -183,6 +207,7 @@ def load_mnist(n_train: int = 8000, split_seed: int = 0, full: bool = False, dev
     y = torch.from_numpy(labels.astype(np.int64))[perm]
     split = Split(x[:n_train], y[:n_train], x[n_train:], y[n_train:],
                   f"shipped MNIST test set, {n_train}/{10000 - n_train} split (seed {split_seed})")
+    split = split.with_validation(n_val) if n_val else split
     return split.to(device) if device is not None else split
 
 

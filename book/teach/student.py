@@ -141,6 +141,8 @@ def plain_markdown(text: str, site_url: str = "", bib: dict | None = None, page:
     text = re.sub(r"\{cite(?::\w+)?\}`([^`]+)`", cite, text)
     text = re.sub(r"\{doc\}`([^`<]+?)`", doc, text)
     text = re.sub(r"\{(?:ref|numref|eq)\}`([^`<]+?)`", r"*\1*", text)
+    # a glued number is filled in when the book is built; here, point at the value the code prints
+    text = re.sub(r"\{glue(?::\w+)?\}`([\w]+)(?::[^`]*)?`", r"(`\1`, printed by the code)", text)
     return text
 
 

@@ -119,3 +119,15 @@ def test_installed_assets_are_found_without_a_checkout(monkeypatch, tmp_path):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(FileNotFoundError, match="reinstall the book package"):
         data.assets_dir()
+
+
+def test_validation_split_is_carved_from_training_and_leaves_test_alone():
+    plain, split = load_mnist(), load_mnist(n_val=1000)
+    assert torch.equal(plain.x_test, split.x_test) and torch.equal(plain.y_test, split.y_test)
+    assert torch.equal(plain.x_train[:7000], split.x_train) and torch.equal(plain.x_train[7000:], split.x_val)
+    assert split.y_val.shape == (1000,) and "val (1000, 1, 28, 28)" in repr(split)
+    assert split.to("cpu").x_val.shape == (1000, 1, 28, 28) and plain.x_val is None
+    with pytest.raises(ValueError, match="already has a validation set"):
+        split.with_validation(10)
+    with pytest.raises(ValueError, match="n_val must be between 1 and 7999"):
+        plain.with_validation(8000)

@@ -66,6 +66,8 @@ def test_plain_markdown_removes_myst():
     assert "{" not in md and ":class:" not in md
     assert "> **The source says / actually**" in md and "(Kingma & Ba, 2015)" in md
     assert "[errata](https://example.org/book/appendix/errata.html)" in md
+    glued = plain_markdown("accuracy {glue:text}`val_acc:.3f` of {glue}`n` runs")
+    assert glued == "accuracy (`val_acc`, printed by the code) of (`n`, printed by the code) runs"
 
 
 def test_student_version():

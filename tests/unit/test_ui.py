@@ -333,3 +333,23 @@ def test_ui_does_not_import_lab_or_nn():
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             for name in names:
                 assert not name.startswith(("book.lab", "book.nn")), f"{path.name} imports {name}"
+
+
+def test_glue_stores_numbers_for_the_page_and_refuses_the_rest(monkeypatch):
+    import myst_nb
+
+    from book.ui import glue
+    seen = []
+    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display: seen.append((name, value, display)))
+    assert glue("val_acc", torch.tensor(0.75)).item() == 0.75
+    assert glue("n", np.int64(3)) == 3
+    assert seen == [("val_acc", 0.75, False), ("n", 3, False)]
+    assert all(type(v) in (int, float) for _, v, _ in seen)   # plain numbers: the role's format spec applies
+    with pytest.raises(TypeError, match="takes a number"):
+        glue("name", "text")
+    with pytest.raises(TypeError, match="takes a number"):
+        glue("flag", True)
+    with pytest.raises(ValueError, match="non-finite"):
+        glue("loss", float("nan"))
+    with pytest.raises(ValueError, match="letters, digits"):
+        glue("val acc", 1.0)
