@@ -9,6 +9,7 @@ Run by ``make colab`` (part of ``make test``), which builds the base venv and th
 """
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -94,10 +95,16 @@ def test_widget_unit_tests_pass_under_ipywidgets_7(base, wheel, tmp_path):
     py = ce.overlay(base, tmp_path / "venv")
     ce.sh([py, "-m", "pip", "install", "-q", "-c", base / "colab-constraints.txt", wheel, "pytest"],
           env={**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1"})
-    tests = [ce.ROOT / "tests" / t for t in ("test_widgets.py", "test_foundations.py")]
+    # the UI layer's tests, and every chapter test that builds a view (by name)
+    tests = [ce.ROOT / "tests" / "unit" / "test_ui.py"] + [
+        p for p in sorted((ce.ROOT / "tests" / "chapters").glob("test_*.py"))
+        if re.search(r"\.show\(\)|ipywidgets|explore\(", p.read_text(encoding="utf-8"))]
+    views = "test_ui or explor or inspect or playground or timeline or dashboard or show or player or user"
+    assert len(tests) > 5 and all(p.is_file() for p in tests)
     # run from tmp_path so that the checkout's book/ is not importable: the wheel's book is tested
     r = subprocess.run([str(tmp_path / "venv" / "bin" / "pytest"), "-q", "-p", "no:cacheprovider",
-                        "-W", "ignore::DeprecationWarning", "--rootdir", str(tmp_path), *map(str, tests)],
+                        "-W", "ignore::DeprecationWarning", "--rootdir", str(tmp_path), "-k", views,
+                        *map(str, tests)],
                        cwd=tmp_path, text=True, capture_output=True,
                        env={**os.environ, "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"})
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]

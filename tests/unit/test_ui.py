@@ -336,11 +336,14 @@ def test_ui_does_not_import_lab_or_nn():
 
 
 def test_glue_stores_numbers_for_the_page_and_refuses_the_rest(monkeypatch):
-    import myst_nb
+    import sys
+    import types
 
     from book.ui import glue
     seen = []
-    monkeypatch.setattr(myst_nb, "glue", lambda name, value, display: seen.append((name, value, display)))
+    fake = types.SimpleNamespace(glue=lambda name, value, display: seen.append((name, value, display)))
+    monkeypatch.setitem(sys.modules, "myst_nb", fake)   # the build has myst-nb
+    assert glue("x", 2.5) == 2.5 and seen.pop() == ("x", 2.5, False)
     assert glue("val_acc", torch.tensor(0.75)).item() == 0.75
     assert glue("n", np.int64(3)) == 3
     assert seen == [("val_acc", 0.75, False), ("n", 3, False)]
@@ -353,3 +356,5 @@ def test_glue_stores_numbers_for_the_page_and_refuses_the_rest(monkeypatch):
         glue("loss", float("nan"))
     with pytest.raises(ValueError, match="letters, digits"):
         glue("val acc", 1.0)
+    monkeypatch.setitem(sys.modules, "myst_nb", None)  # Colab has not: the value is returned, nothing shown
+    assert glue("val_acc", 0.5) == 0.5 and seen == [("val_acc", 0.75, False), ("n", 3, False)]
