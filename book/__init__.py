@@ -22,7 +22,7 @@ from . import check  # noqa: F401
 from .config import Env, pick_device, pick_profile, seed_everything, setup  # noqa: F401
 from .data import batches, load_mnist, load_text, make_2d  # noqa: F401
 from .train import Callback, History, accuracy, evaluate, fit  # noqa: F401
-from .ui.glue import glue  # noqa: F401
+from .ui.glued import glue  # noqa: F401
 
 __version__ = "0.2.0"
 

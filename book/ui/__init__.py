@@ -30,7 +30,7 @@ This package imports only the standard library, numpy, matplotlib, torch, ipywid
 from book.ui.dashboard import TrainingDashboard
 from book.ui.explorer import Explorer, Replay, explore
 from book.ui.figure import LiveFigure, even_frames, in_notebook, player
-from book.ui.glue import glue
+from book.ui.glued import glue
 
 __all__ = ["glue", "Explorer", "LiveFigure", "Replay", "TrainingDashboard", "even_frames", "explore", "in_notebook",
            "player"]

@@ -31,6 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools"))
 from prefill_cache import book_fingerprint  # noqa: E402  (one definition, shared with the build)
+
 HERE = Path(__file__).resolve().parent
 SNAPSHOT = sorted(HERE.glob("colab-runtime-*.txt"))[-1]
 WORK = ROOT / "_build" / "colab"
@@ -187,7 +188,9 @@ def run_chapter(chapter: str, work: Path, base: Path | None = None, wheel: Path 
     content = work / "content"  # Colab's working folder: nothing but the notebook
     content.mkdir(parents=True)
     shutil.copy(ROOT / "chapters" / f"{chapter}.ipynb", content)
-    env = colab_env(wheel, BOOK_STRICT="1", BOOK_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1",
+    # BOOK_GLUE: store glued numbers as the build would (the build reuses this run); Colab shows nothing
+    env = colab_env(wheel, BOOK_STRICT="1", BOOK_GLUE="1", BOOK_THREADS="1", OMP_NUM_THREADS="1",
+                    MKL_NUM_THREADS="1",
                     MPLBACKEND="module://matplotlib_inline.backend_inline")
     before = installed(py)
     if "neurons-to-llms-book" in before:

@@ -1,3 +1,4 @@
+import math
 import time
 
 import numpy as np
@@ -336,25 +337,45 @@ def test_ui_does_not_import_lab_or_nn():
 
 
 def test_glue_stores_numbers_for_the_page_and_refuses_the_rest(monkeypatch):
-    import sys
-    import types
+    """The stored output is exactly what myst-nb's glue writes (so the build finds it); in Colab (no
+    myst-nb, no BOOK_GLUE) nothing is shown."""
+    import IPython
+    import IPython.display
+    from myst_nb import glue as myst_glue
 
-    from book.ui import glue
-    seen = []
-    fake = types.SimpleNamespace(glue=lambda name, value, display: seen.append((name, value, display)))
-    monkeypatch.setitem(sys.modules, "myst_nb", fake)   # the build has myst-nb
-    assert glue("x", 2.5) == 2.5 and seen.pop() == ("x", 2.5, False)
-    assert glue("val_acc", torch.tensor(0.75)).item() == 0.75
-    assert glue("n", np.int64(3)) == 3
-    assert seen == [("val_acc", 0.75, False), ("n", 3, False)]
-    assert all(type(v) in (int, float) for _, v, _ in seen)   # plain numbers: the role's format spec applies
+    import book.ui.glued as g
+    shown = []
+    monkeypatch.setattr(IPython, "get_ipython", lambda: object())    # as in a kernel
+    monkeypatch.setattr(IPython.display, "display", lambda *a, **k: shown.append((a, k)))
+    monkeypatch.setenv("BOOK_GLUE", "1")
+    assert g.glue("val_acc", torch.tensor(0.75)).item() == 0.75
+    assert g.glue("n", np.int64(3)) == 3
+    (bundle,), kw = shown[0]
+    assert bundle == {g.PREFIX + "text/plain": "0.75"} and kw["raw"] is True
+    assert kw["metadata"]["scrapbook"] == {"name": "val_acc", "mime_prefix": g.PREFIX}
+    mine = shown[:]
+    shown.clear()
+    myst_glue("val_acc", 0.75, display=False)                         # myst-nb's own, for comparison
+    assert shown[0] == mine[0]
     with pytest.raises(TypeError, match="takes a number"):
-        glue("name", "text")
+        g.glue("name", "text")
     with pytest.raises(TypeError, match="takes a number"):
-        glue("flag", True)
+        g.glue("flag", True)
     with pytest.raises(ValueError, match="non-finite"):
-        glue("loss", float("nan"))
+        g.glue("loss", float("nan"))
     with pytest.raises(ValueError, match="letters, digits"):
-        glue("val acc", 1.0)
-    monkeypatch.setitem(sys.modules, "myst_nb", None)  # Colab has not: the value is returned, nothing shown
-    assert glue("val_acc", 0.5) == 0.5 and seen == [("val_acc", 0.75, False), ("n", 3, False)]
+        g.glue("val acc", 1.0)
+    shown.clear()
+    monkeypatch.setenv("BOOK_GLUE", "0")
+    monkeypatch.setattr(g.importlib.util, "find_spec", lambda name: None)   # Colab: no myst-nb
+    assert g.glue("val_acc", 0.5) == 0.5 and shown == []
+
+
+def test_glue_lets_a_dry_run_pass_non_finite_values(monkeypatch):
+    """Two steps of a gpu configuration (BOOK_DRYRUN) may give nan: the dry run checks the code, not results."""
+    from book.ui import glue
+    monkeypatch.setenv("BOOK_DRYRUN", "1")
+    assert math.isnan(glue("loss", float("nan")))
+    monkeypatch.setenv("BOOK_DRYRUN", "0")
+    with pytest.raises(ValueError, match="non-finite"):
+        glue("loss", float("inf"))
