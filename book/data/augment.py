@@ -1,6 +1,7 @@
 """Data augmentation that keeps a digit's class: small shifts and rotations, never flips.
 
-Chapter: ``cnn`` (augmentations that keep the label, and why a horizontal flip does not).
+Chapter: ``cnn`` (augmentations that keep the label, and what training with horizontal flips costs:
+:func:`hflip` and :func:`random_hflip` exist only for that measurement).
 """
 from __future__ import annotations
 
@@ -34,3 +35,14 @@ def random_affine(x: torch.Tensor, max_shift: float = 2.0, max_degrees: float = 
 def hflip(x: torch.Tensor) -> torch.Tensor:
     """A horizontal flip -- here only to show what it does to digits."""
     return x.flip(-1)
+
+
+def random_hflip(x: torch.Tensor, p: float = 0.5, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Flip each image horizontally with probability ``p`` -- the augmentation the ``cnn`` chapter measures
+    as harmful for digits (the random draws are on the CPU, like :func:`random_affine`'s)."""
+    if x.ndim != 4:
+        raise ValueError(f"expected images of shape (N, C, H, W), got {tuple(x.shape)}")
+    if not 0 <= p <= 1:
+        raise ValueError(f"p is a probability, got {p}")
+    flip = (torch.rand(len(x), generator=generator) < p).to(x.device).view(-1, 1, 1, 1)
+    return torch.where(flip, x.flip(-1), x)

@@ -13,6 +13,7 @@ training", Wong, Rice & Kolter 2020, arXiv:2001.03994).
 """
 from __future__ import annotations
 
+import copy
 import math
 from typing import Callable
 
@@ -23,7 +24,7 @@ from torch import nn
 from book.data import batches
 from book.ui import Explorer
 
-ATTACKS = ("fgsm", "pgd")
+ATTACKS = ("fgsm", "pgd", "noise")   # "noise": the control, random signs with the same budget
 
 
 # ----------------------------------------------------------------------------------------- checks
@@ -64,6 +65,18 @@ def linf_project(x_adv: torch.Tensor, x: torch.Tensor, eps: float, bounds=(0.0, 
     return out.clamp(*bounds) if bounds is not None else out
 
 
+def share_at_box_edge(x_adv: torch.Tensor, x: torch.Tensor, eps: float, bounds=(0.0, 1.0)) -> float:
+    """Fraction of the pixels of ``x_adv`` that lie on an edge of their allowed interval
+    ``[x - eps, x + eps] ∩ bounds`` (within 1e-6): the corners of the box that sign steps push towards."""
+    if x_adv.shape != x.shape:
+        raise ValueError(f"x_adv {tuple(x_adv.shape)} and x {tuple(x.shape)} must have the same shape")
+    lo, hi = x - eps, x + eps
+    if bounds is not None:
+        lo, hi = lo.clamp(*bounds), hi.clamp(*bounds)
+    edge = ((x_adv - lo).abs() <= 1e-6) | ((x_adv - hi).abs() <= 1e-6)
+    return edge.float().mean().item()
+
+
 def input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                    loss_fn: Callable | None = None) -> torch.Tensor:
     """∂ loss / ∂ x, same shape as ``x`` (the model's weights get no ``.grad``)."""
@@ -77,6 +90,20 @@ def input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
 
 
 # ----------------------------------------------------------------------------------------- attacks
+def random_noise(x: torch.Tensor, eps: float, *, bounds=(0.0, 1.0),
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+    """The control for an attack: every pixel moved by ``±eps`` with a random sign, then clamped to ``bounds``.
+
+    The same L∞ budget as :func:`fgsm`, and the same corners of the box, but no gradient: what is left of
+    the accuracy shows how much of an attack's damage is due to *where* it pushes, not to how far.
+    ``generator`` (on the CPU) makes the signs reproducible on every device.
+    """
+    _check(x, torch.zeros(len(x), dtype=torch.long, device=x.device), eps, bounds)
+    x = x.detach()
+    bits = torch.randint(0, 2, x.shape, generator=generator, device="cpu" if generator else x.device)
+    return linf_project(x + eps * (2 * bits.to(x.device, x.dtype) - 1), x, eps, bounds)
+
+
 def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, targeted: bool = False,
          bounds=(0.0, 1.0), loss_fn: Callable | None = None) -> torch.Tensor:
     """Fast gradient sign method: one step of size ``eps`` along sign(∇ₓ loss).
@@ -121,9 +148,12 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, steps
 
 def attack(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, method: str = "pgd",
            **kwargs) -> torch.Tensor:
-    """Dispatch to :func:`fgsm` or :func:`pgd` by name (``kwargs`` go to the attack)."""
+    """Dispatch to :func:`fgsm`, :func:`pgd` or the control :func:`random_noise` by name (``kwargs`` go to it)."""
     if method not in ATTACKS:
         raise ValueError(f"unknown attack {method!r}; choose one of {ATTACKS}")
+    if method == "noise":
+        _check(x, y, eps, kwargs.get("bounds", (0.0, 1.0)))
+        return random_noise(x, eps, **kwargs)
     return fgsm(model, x, y, eps, **kwargs) if method == "fgsm" else pgd(model, x, y, eps, **kwargs)
 
 
@@ -185,13 +215,46 @@ class AdversarialBatches:
         return x_adv, yb
 
 
+def step_seconds(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, batch_size: int = 64,
+                 repeats: int = 20) -> dict:
+    """Median seconds of one Adam training step on a batch of ``batch_size``, plain and adversarial.
+
+    Both train a throw-away copy of ``model`` on the first ``batch_size`` images: ``"plain"`` on the clean
+    batch, ``"adversarial"`` on the batch as :class:`AdversarialBatches` attacks it (FGSM from a random
+    start: one extra forward and backward pass). Wall-clock, so the numbers are this machine's.
+    """
+    from book.hardware import time_step
+
+    if not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be a positive int, got {repeats!r}")
+    probe = copy.deepcopy(model).train()
+    opt = torch.optim.Adam(probe.parameters(), lr=1e-4)
+    xb, yb = x[:batch_size], y[:batch_size]
+    adv = AdversarialBatches(probe, xb, yb, eps, batch_size=batch_size, generator=torch.Generator().manual_seed(0))
+
+    def step(get):
+        xs, ys = get()
+        opt.zero_grad(set_to_none=True)
+        nn.functional.cross_entropy(probe(xs), ys).backward()
+        opt.step()
+
+    device = next(probe.parameters()).device
+    return {"plain": time_step(lambda: step(lambda: (xb, yb)), device, repeats=repeats),
+            "adversarial": time_step(lambda: step(lambda: adv(0)), device, repeats=repeats)}
+
+
 # ----------------------------------------------------------------------------------------- plots
-def plot_accuracy_vs_eps(ax, eps_values, curves: dict, marker_eps: float | None = None) -> None:
-    """Accuracy-vs-budget curves, ``curves = {label: accuracies}``; a dotted line at ``marker_eps``."""
+def plot_accuracy_vs_eps(ax, eps_values, curves: dict, marker_eps: float | None = None,
+                         references: dict | None = None) -> None:
+    """Accuracy-vs-budget curves, ``curves = {label: accuracies}``; a dotted line at ``marker_eps``;
+    ``references = {label: accuracy}`` adds horizontal lines (a baseline that no budget changes)."""
     colors: dict = {}
     for label, acc in curves.items():   # one colour per model (the text before the comma), style per attack
         color = colors.setdefault(label.split(",")[0], f"C{len(colors)}")
-        ax.plot(eps_values, acc, "o-" if "PGD" in label else "s--", label=label, ms=4, color=color)
+        style = "o-" if "PGD" in label else "^:" if "noise" in label else "s--"
+        ax.plot(eps_values, acc, style, label=label, ms=4, color=color)
+    for label, acc in (references or {}).items():
+        ax.axhline(acc, color="black", ls="-.", lw=1, label=label)
     if marker_eps is not None:
         ax.axvline(marker_eps, color="grey", ls=":", lw=1)
     ax.set(xlabel="L∞ budget ε (pixel units)", ylabel="test accuracy under attack", ylim=(-0.02, 1.02))

@@ -1,11 +1,15 @@
-"""Looking inside a trained CNN: filters, feature maps, saliency, mistakes; and convolution geometry."""
+"""Looking inside a trained CNN: filters, feature maps, saliency, mistakes; convolution geometry; and the
+augmented mini-batches of the chapter's augmentation experiment."""
 from __future__ import annotations
+
+from typing import Callable
 
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from torch import nn
 
+from book.data import batches
 from book.nn.conv import out_size
 from book.ui import Explorer
 
@@ -47,9 +51,10 @@ def show_grid(axes, images, titles=None, cmap="gray"):
 
 
 class CNNInspector(Explorer):
-    """One test image at a time: the image, its saliency map and the feature maps of a chosen conv layer.
+    """One image at a time (the cnn chapter shows validation images): the image, its saliency map and the
+    feature maps of a chosen conv layer.
 
-    Settings ``index`` (the test image) and ``layer`` (which convolution, from 0); ``show()`` adds
+    Settings ``index`` (which image) and ``layer`` (which convolution, from 0); ``show()`` adds
     controls, ``player("index", [...])`` precomputes frames for the static site (the
     :class:`~book.ui.explorer.Explorer` contract).
     """
@@ -73,7 +78,7 @@ class CNNInspector(Explorer):
 
     def _controls(self):
         import ipywidgets as w
-        return {"index": w.IntSlider(min=0, max=len(self.images) - 1, description="test image"),
+        return {"index": w.IntSlider(min=0, max=len(self.images) - 1, description="image"),
                 "layer": w.Dropdown(options=list(range(len(self.convs))), description="conv layer")}
 
     def draw(self, **override) -> int:
@@ -122,3 +127,27 @@ def draw_conv1d(ax, n: int, k: int, stride: int = 1, padding: int = 0, dilation:
     ax.set_title(f"input {n} (+{padding} padding each side), kernel {k}, stride {stride}, dilation {dilation}"
                  f" → output {m}", fontsize=9)
     return m
+
+
+def augmented_batches(x: torch.Tensor, y: torch.Tensor, transform: Callable | None, batch_size: int = 64,
+                      seed: int = 0) -> Callable:
+    """``get_batch(step)`` for :func:`book.train.fit`: shuffled mini-batches of ``(x, y)``, each image batch
+    passed through ``transform(xb, generator)`` on the fly (``None``: unchanged).
+
+    The shuffling and the transform draw from two generators seeded by ``seed``, so runs that differ only in
+    ``transform`` see exactly the same batches in the same order: one change at a time.
+    """
+    if len(x) != len(y):
+        raise ValueError(f"x has {len(x)} examples but y has {len(y)}")
+    order = torch.Generator().manual_seed(seed)
+    draws = torch.Generator().manual_seed(seed + 1)
+
+    def stream():
+        while True:
+            yield from batches(x, y, batch_size, shuffle=True, generator=order)
+    it = stream()
+
+    def get_batch(step: int):
+        xb, yb = next(it)
+        return (xb if transform is None else transform(xb, draws)), yb
+    return get_batch

@@ -207,7 +207,8 @@ def train_student(student: nn.Module, x: torch.Tensor, y: torch.Tensor, teacher_
 
 class CompressionExplorer(Explorer):
     """Prune a copy of ``model`` to a global ``sparsity`` and round its weights to ``bits`` (per output channel;
-    32 = float), then show the surviving weights' histogram and the accuracy on ``(x, y)``.
+    32 = float), then show the surviving weights' histogram and the accuracy on ``(x, y)`` (validation images
+    in the chapter: sliders that choose settings must not look at the test set).
 
     Settings ``sparsity`` and ``bits``; the sliders offer ``sparsities`` and ``bit_widths``. ``show()``
     needs a live kernel; ``player(("sparsity", "bits"), [(0.5, 32), (0.9, 4)])`` precomputes frames for the
@@ -276,32 +277,35 @@ class CompressionExplorer(Explorer):
                 break
         ax2.plot([100 * sparsity], [acc], "r*", ms=16, label=f"now: {acc:.3f}")
         ax2.set_xlabel("sparsity (%)")
-        ax2.set_ylabel("test accuracy (no fine-tuning)")
+        ax2.set_ylabel("accuracy (no fine-tuning)")
         ax2.set_ylim(0, 1.02)
         ax2.legend(fontsize=8, loc="lower left")
         self.fig.tight_layout()
         return acc
 
 
-def prune_finetune_curve(model: nn.Module, sparsities, train: tuple, test: tuple, *, ft_steps: int = 100,
+def prune_finetune_curve(model: nn.Module, sparsities, train: tuple, heldout: tuple, *, ft_steps: int = 100,
                          lr: float = 1e-3, batch_size: int = 64,
                          generator: torch.Generator | None = None) -> list[dict]:
-    """For each sparsity: prune a copy of ``model`` globally by magnitude, measure test accuracy, fine-tune it for
-    ``ft_steps`` Adam steps with the mask held fixed, measure again. Returns one dict per sparsity with keys
-    ``sparsity``, ``measured`` (zeros actually present), ``pruned`` and ``finetuned`` (accuracies)."""
+    """For each sparsity: prune a copy of ``model`` globally by magnitude, measure its accuracy on ``heldout``
+    (validation images: the curve is for *choosing* a sparsity), fine-tune it for ``ft_steps`` Adam steps on
+    ``train`` with the mask held fixed, measure again. Returns one dict per sparsity with keys ``sparsity``,
+    ``measured`` (zeros actually present), ``pruned`` and ``finetuned`` (accuracies) and ``model`` (the
+    fine-tuned copy, mask folded in), so that the chosen one can meet the test set once, at the end."""
     from book.train import accuracy, fit
 
     rows = []
     for s in sparsities:
         m = torch_global_prune(copy.deepcopy(model), s)
-        row = {"sparsity": float(s), "pruned": accuracy(m, *test)}
+        row = {"sparsity": float(s), "pruned": accuracy(m, *heldout)}
         if ft_steps > 0:
             opt = torch.optim.Adam([p for p in m.parameters() if p.requires_grad], lr=lr)
             fit(m, train, opt, steps=ft_steps, batch_size=batch_size, log_every=ft_steps, generator=generator,
                 progress=False)
         make_pruning_permanent(m)
-        row["finetuned"] = accuracy(m, *test)
+        row["finetuned"] = accuracy(m, *heldout)
         row["measured"] = weight_sparsity(m)
+        row["model"] = m
         rows.append(row)
     return rows
 

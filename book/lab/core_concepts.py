@@ -26,8 +26,8 @@ ACTIVATIONS = ("tanh", "relu", "sigmoid", "linear")   # the playground's choices
 
 def _activation(name: str) -> nn.Module:
     return nn.Identity() if name == "linear" else MODULES[name]()
-DEFAULTS = dict(dataset="spirals", noise=0.1, n=400, hidden=(16, 16), activation="tanh", lr=0.03, l2=0.0,
-                steps=600, batch=0, seed=0, every=50)
+DEFAULTS = dict(dataset="spirals", noise=0.1, n=400, train_frac=0.5, hidden=(16, 16), activation="tanh", lr=0.03,
+                l2=0.0, steps=600, batch=0, seed=0, every=50)
 LIMIT = 2.0  # the plotted square [-LIMIT, LIMIT]^2 holds every toy dataset
 
 
@@ -35,9 +35,10 @@ class Playground(Explorer, Replay):
     """Train a small MLP on a 2-D toy dataset and watch its decision boundary and hidden units.
 
     Settings (all keywords, see ``DEFAULTS``): ``dataset`` (moons, circles, spirals, xor, blobs), ``noise``,
-    ``n`` points (split 50/25/25 into train/validation/test), ``hidden`` widths (``()`` = no hidden layer:
-    a linear classifier), ``activation``, ``lr`` (Adam), ``l2`` (weight decay), ``steps``, ``batch``
-    (0 = full batch), ``seed``, and ``every`` (snapshot interval).
+    ``n`` points, ``train_frac`` of them for training and the rest split equally into validation and test
+    (0.5: 50/25/25; a small ``train_frac`` trains on few points and still validates on many), ``hidden``
+    widths (``()`` = no hidden layer: a linear classifier), ``activation``, ``lr`` (Adam), ``l2`` (weight
+    decay), ``steps``, ``batch`` (0 = full batch), ``seed``, and ``every`` (snapshot interval).
 
     Both contracts of :mod:`book.ui`: an :class:`~book.ui.explorer.Explorer` whose ``draw`` shows the trained result
     of the settings (training first if needed; ``show()``'s controls retrain on the *train* button, and
@@ -67,6 +68,10 @@ class Playground(Explorer, Replay):
             raise ValueError(f"unknown activation {s['activation']!r}; choose one of {list(ACTIVATIONS)}")
         if any(h < 1 for h in s["hidden"]) or s["steps"] < 1 or s["every"] < 1 or s["n"] < 8:
             raise ValueError("hidden widths, steps and every must be positive and n at least 8")
+        a = int(s["train_frac"] * s["n"])
+        if not 0 < s["train_frac"] < 1 or a < 2 or s["n"] - a < 4:
+            raise ValueError(f"train_frac={s['train_frac']} of n={s['n']} points leaves {a} for training and "
+                             f"{s['n'] - a} for validation and test; need at least 2 and 4")
 
     def _controls(self):
         import ipywidgets as w
@@ -84,7 +89,9 @@ class Playground(Explorer, Replay):
     def _status(self) -> str:
         if self.results is None:
             return ""
-        return f"<code>Playground(**{self._trained})</code><br>test accuracy {self.results['test_acc']:.3f}"
+        r = self.results   # validation: the split that chooses settings (the test split is for the end)
+        return (f"<code>Playground(**{self._trained})</code><br>training accuracy {r['train_acc']:.3f}, "
+                f"validation accuracy {r['val_acc']:.3f}")
 
     # ------------------------------------------------------------------ data and model
     def split(self):
@@ -93,7 +100,8 @@ class Playground(Explorer, Replay):
         x, y = make_2d(s["dataset"], n=s["n"], noise=s["noise"], seed=s["seed"])
         perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(s["seed"] + 1))
         x, y = x[perm].to(self.device), y[perm].float().to(self.device)
-        a, b = len(x) // 2, (3 * len(x)) // 4
+        a = int(s["train_frac"] * len(x))
+        b = a + (len(x) - a) // 2
         return (x[:a], y[:a]), (x[a:b], y[a:b]), (x[b:], y[b:])
 
     def build(self) -> nn.Sequential:
@@ -105,6 +113,23 @@ class Playground(Explorer, Replay):
             width = h
         layers.append(nn.Linear(width, 1))  # one logit: P(class 1) = sigmoid(logit)
         return nn.Sequential(*layers).to(self.device)
+
+    def baseline(self) -> dict:
+        """Accuracy of the trivial classifier that always answers the training set's majority class, on each
+        split (``train_acc``, ``val_acc``, ``test_acc``): the score a trained model has to beat."""
+        (_, yt), (_, yv), (_, ys) = self.split()
+        majority = float(yt.mean() >= 0.5)
+        return {f"{name}_acc": (y == majority).float().mean().item()
+                for name, y in (("train", yt), ("val", yv), ("test", ys))}
+
+    def grad_norms(self) -> list[float]:
+        """The norm of the loss gradient reaching each ``nn.Linear`` layer's weights at initialisation (input
+        layer first), on the whole training set: where gradients vanish on their way down a deep stack."""
+        (xt, yt), _, _ = self.split()
+        model = self.build()
+        loss = nn.functional.binary_cross_entropy_with_logits(model(xt).squeeze(1), yt)
+        loss.backward()
+        return [m.weight.grad.norm().item() for m in model if isinstance(m, nn.Linear)]
 
     # ------------------------------------------------------------------ training
     def train(self, live: bool = True, max_overhead: float = 0.15) -> dict:

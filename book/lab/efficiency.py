@@ -109,6 +109,27 @@ def lost_fraction(values: torch.Tensor, dtype: torch.dtype, scale: float = 1.0) 
             "subnormal": ((c != 0) & finite & (c.abs() < fi.tiny)).float().mean().item()}
 
 
+def char_ngram_loss(ids: torch.Tensor, vocab_size: int, order: int = 2) -> float:
+    """Cross-entropy (nats per character) of the best unigram (``order=1``: character frequencies) or bigram
+    (``order=2``: frequencies of the next character given the current one) model of ``ids``, fitted on
+    ``ids`` itself -- the trivial baselines a character language model's training loss must beat."""
+    if order not in (1, 2):
+        raise ValueError(f"order must be 1 (unigram) or 2 (bigram), got {order!r}")
+    ids = torch.as_tensor(ids).flatten().long()
+    if ids.numel() < 2 or int(ids.min()) < 0 or int(ids.max()) >= vocab_size:
+        raise ValueError(f"ids must hold at least 2 token ids in [0, {vocab_size}), got {ids.numel()} "
+                         f"ids in [{int(ids.min()) if ids.numel() else 0}, {int(ids.max()) if ids.numel() else 0}]")
+    if order == 1:
+        p = torch.bincount(ids, minlength=vocab_size).double() / ids.numel()
+        p = p[p > 0]
+        return float(-(p * p.log()).sum())
+    pairs = torch.bincount(ids[:-1] * vocab_size + ids[1:], minlength=vocab_size ** 2).double()
+    pairs = pairs.view(vocab_size, vocab_size)                       # (V, V): current -> next
+    cond = pairs / pairs.sum(1, keepdim=True).clamp_min(1)           # p(next | current)
+    seen = pairs > 0
+    return float(-(pairs[seen] * cond[seen].log()).sum() / pairs.sum())
+
+
 def activation_gradients(model: nn.Module, loss_fn: Callable[[], torch.Tensor]) -> torch.Tensor:
     """All gradients with respect to the outputs of ``model``'s ``nn.Linear`` layers (flattened, fp32) for
     the loss that ``loss_fn()`` computes -- the gradients that flow *between* layers in the backward pass,

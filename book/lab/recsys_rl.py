@@ -12,7 +12,8 @@
   (all users at once, vectorised) are written from scratch and tested on hand-computed examples.
 
 **Reinforcement learning.** :class:`Catch` (a tiny generated game), :class:`PolicyNet`, :func:`reinforce`
-(REINFORCE with a baseline) and :func:`evaluate_policy` against random and greedy policies.
+(REINFORCE with a baseline) and :func:`evaluate_policy`, comparing the trained (greedy) policy with the
+random one and the hand-written :func:`follow_ball_policy`.
 """
 from __future__ import annotations
 
@@ -510,6 +511,21 @@ def random_policy(env: Catch, seed: int = 0):
 
     def act(obs):
         return torch.randint(3, (obs.shape[0],), generator=g, device=obs.device)
+    return act
+
+
+def follow_ball_policy():
+    """obs -> move the paddle towards the ball's column (stay when below it): the hand-written heuristic.
+
+    It catches every ball when the paddle can always get there in time -- ``width - 1 <= height - 2`` (after a
+    catch the next ball is seen one step late), as on the chapter's 7 x 8 and 9 x 10 boards -- and is then
+    the ceiling a learned policy is measured against, next to the random floor.
+    """
+    @torch.no_grad()
+    def act(obs):
+        ball_col = obs[:, 0].sum(1).argmax(-1)                          # (N,) the ball's column
+        paddle_col = obs[:, 1, -1].argmax(-1)                           # (N,) the paddle's column
+        return torch.sign(ball_col - paddle_col).long() + 1             # 0 left, 1 stay, 2 right
     return act
 
 

@@ -130,9 +130,15 @@ class GPT(nn.Module):
         return self.head(self.ln_f(x))                                       # (B, T, vocab)
 
     def attention_maps(self, idx) -> list:
-        """Attention weights of every layer for one input: a list of (B, heads, T, T) tensors."""
+        """Attention weights of every layer for one input: a list of (B, heads, T, T) tensors.
+
+        Computed in eval mode (dropout off, so the maps do not change from call to call); the model's
+        training mode is restored afterwards."""
+        was = self.training
+        self.eval()
         with torch.no_grad():
             self.forward(idx, keep_weights=True)
+        self.train(was)
         return [b.attn.weights for b in self.blocks]
 
     @torch.no_grad()

@@ -24,11 +24,28 @@ def mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return ((pred - target) ** 2).mean()
 
 
-def bce(p: torch.Tensor, y: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
-    """Binary cross-entropy from probabilities: -mean[y log p + (1 - y) log(1 - p)] (p clamped by eps)."""
+LOG_FLOOR = -100.0
+"""Where the probability forms clamp each log: log(0) = -inf becomes -100, so a probability of exactly 0 for
+the right answer costs 100, not infinity. It is PyTorch's convention (``nn.BCELoss`` clamps its log outputs
+at -100) and works in every dtype: clamping p itself into [eps, 1 - eps] with a tiny eps does nothing in
+float32, where 1 - 1e-12 rounds to exactly 1."""
+
+
+def _check_probabilities(p: torch.Tensor, what: str):
+    if ((p < 0) | (p > 1)).any() or p.isnan().any():
+        raise ValueError(f"{what} takes probabilities in [0, 1], got values from {p.min().item():.3g} to "
+                         f"{p.max().item():.3g}; for raw scores (logits) use the _with_logits / logit form")
+
+
+def bce(p: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy from probabilities: -mean[y log p + (1 - y) log(1 - p)], each log clamped at
+    ``LOG_FLOOR`` (-100) as ``torch.nn.functional.binary_cross_entropy`` does."""
     _same_shape(p, y, "bce")
-    p = p.clamp(eps, 1 - eps)
-    return -(y * p.log() + (1 - y) * (1 - p).log()).mean()
+    _check_probabilities(p, "bce")
+    zero, one = p == 0, p == 1       # there the log is -inf: use the floor, and never take log(0), whose
+    log_p = torch.where(zero, LOG_FLOOR, torch.where(zero, 1.0, p).log())  # gradient 0·inf would be NaN
+    log_not_p = torch.where(one, LOG_FLOOR, torch.log1p(-torch.where(one, 0.0, p)))  # log(1 - p)
+    return -(y * log_p.clamp_min(LOG_FLOOR) + (1 - y) * log_not_p.clamp_min(LOG_FLOOR)).mean()
 
 
 def bce_with_logits(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -67,10 +84,13 @@ def cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return -log_softmax(logits, 1).gather(1, target.long()[:, None]).mean()
 
 
-def cross_entropy_from_probs(p: torch.Tensor, target: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
-    """The same from probabilities (N, C): mean of -log p[target] (p clamped by eps)."""
+def cross_entropy_from_probs(p: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The same from probabilities (N, C): mean of -log p[target], the log clamped at ``LOG_FLOOR`` as in
+    :func:`bce` (``F.nll_loss(p.log().clamp_min(-100), target)``)."""
     _check_targets(p, target)
-    return -p.clamp_min(eps).log().gather(1, target.long()[:, None]).mean()
+    _check_probabilities(p, "cross_entropy_from_probs")
+    log_p = torch.where(p == 0, LOG_FLOOR, torch.where(p == 0, 1.0, p).log())   # as in bce
+    return -log_p.clamp_min(LOG_FLOOR).gather(1, target.long()[:, None]).mean()
 
 
 def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -78,7 +98,7 @@ def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
     logits (B, T, V), targets (B, T). Used by the rnn, gpt, pretraining, efficiency, scaling_laws and trends
     chapters. It calls PyTorch's fused ``cross_entropy`` (faster than :func:`cross_entropy` above, which
-    computes the same number: tests/unit/test_losses.py checks it)."""
+    computes the same number: tests/chapters/test_losses_activations.py checks it)."""
     if logits.dim() != 3 or targets.shape != logits.shape[:2]:
         raise ValueError(f"lm_loss takes logits (B, T, V) and targets (B, T); got {tuple(logits.shape)} and "
                          f"{tuple(targets.shape)}")

@@ -6,6 +6,8 @@ initialisation, normalisation).
 """
 from __future__ import annotations
 
+import math
+
 from torch import nn
 
 INITS = ("default", "naive", "xavier", "he")
@@ -38,9 +40,17 @@ def deep_mlp(depth: int = 8, width: int = 256, act: str = "tanh", init: str = "d
              n_in: int = 784, n_out: int = 10, dropout: float = 0.0) -> nn.Sequential:
     """A plain deep MLP for initialisation/normalisation experiments.
 
-    ``init``: ``default`` (PyTorch's), ``naive`` (N(0, 0.01²): the classic too-small init), ``xavier``
-    (variance 2/(fan_in + fan_out)), ``he`` (variance 2/fan_in for ReLU; gain 5/3 for tanh).
-    ``norm``: None, ``batch`` or ``layer``.
+    ``init`` sets the weights of every hidden linear layer (their biases start at 0), whatever ``act``
+    is; the output layer keeps PyTorch's default:
+
+    * ``default``: PyTorch's ``nn.Linear`` default (uniform, variance 1/(3·fan_in)), biases too;
+    * ``naive``: N(0, 0.01²), the classic "small random numbers" that are too small for deep nets;
+    * ``xavier``: N(0, 2/(fan_in + fan_out)) (Glorot & Bengio 2010), no gain;
+    * ``he``: N(0, 2/fan_in) (He et al. 2015, derived for ReLU), also for tanh. No activation-specific
+      gain is applied: PyTorch's ``kaiming_normal_(..., nonlinearity="tanh")`` would use gain 5/3, i.e.
+      variance (25/9)/fan_in; this helper never does, so ``he`` always means what the chapter teaches.
+
+    ``norm``: None, ``batch`` or ``layer`` (after each hidden linear layer, before the activation).
     """
     if init not in INITS:
         raise ValueError(f"unknown init {init!r}; choose one of {INITS}")
@@ -53,13 +63,9 @@ def deep_mlp(depth: int = 8, width: int = 256, act: str = "tanh", init: str = "d
     d = n_in
     for _ in range(depth):
         lin = nn.Linear(d, width)
-        if init == "naive":
-            nn.init.normal_(lin.weight, 0.0, 0.01)
-        elif init == "xavier":
-            nn.init.xavier_normal_(lin.weight)  # Glorot & Bengio: variance 2 / (fan_in + fan_out), gain 1
-        elif init == "he":
-            nn.init.kaiming_normal_(lin.weight, nonlinearity="relu" if act == "relu" else "tanh")
-        if init != "default":
+        if init != "default":   # N(0, std²) weights, zero biases; no activation-specific gain
+            std = {"naive": 0.01, "xavier": math.sqrt(2 / (d + width)), "he": math.sqrt(2 / d)}[init]
+            nn.init.normal_(lin.weight, 0.0, std)
             nn.init.zeros_(lin.bias)
         layers.append(lin)
         if norm == "batch":
@@ -70,5 +76,6 @@ def deep_mlp(depth: int = 8, width: int = 256, act: str = "tanh", init: str = "d
         if dropout:
             layers.append(nn.Dropout(dropout))
         d = width
-    layers.append(nn.Linear(d, n_out))
+    layers.append(nn.Linear(d, n_out))   # the output layer keeps PyTorch's default init
     return nn.Sequential(*layers)
+

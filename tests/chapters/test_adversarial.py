@@ -19,7 +19,10 @@ from book.lab.adversarial import (
     linf_project,
     pgd,
     plot_accuracy_vs_eps,
+    random_noise,
     robust_accuracy,
+    share_at_box_edge,
+    step_seconds,
 )
 from book.nn.models import LeNet
 
@@ -103,6 +106,38 @@ def test_robust_accuracy_and_curves():
     assert (pg <= fg + 0.02).all()
 
 
+def test_random_noise_is_the_control_with_the_same_budget(lenet_batch):
+    model, x, y = lenet_batch
+    g = torch.Generator().manual_seed(0)
+    xn = random_noise(x, 0.1, generator=g)
+    assert (xn - x).abs().max() <= 0.1 + 1e-6 and xn.min() >= 0 and xn.max() <= 1
+    # every pixel sits at a corner of its interval: +eps, -eps or a clamped edge
+    assert share_at_box_edge(xn, x, 0.1) == 1.0
+    assert torch.equal(random_noise(x, 0.1, generator=torch.Generator().manual_seed(0)), xn)
+    assert torch.equal(attack(model, x, y, 0.1, "noise", generator=torch.Generator().manual_seed(0)), xn)
+    # it hardly hurts a classifier that an attack with the same budget breaks
+    m, xt, yt = _template_task(0)
+    noisy = accuracy_vs_eps(m, xt, yt, [0.05], "noise", generator=torch.Generator().manual_seed(0))
+    assert noisy[0] > accuracy_vs_eps(m, xt, yt, [0.05], "fgsm")[0] + 0.3
+    with pytest.raises(ValueError, match=">= 0"):
+        random_noise(x, -0.1)
+
+
+def test_share_at_box_edge_and_step_seconds(lenet_batch):
+    model, x, y = lenet_batch
+    assert share_at_box_edge(x, x, 0.0) == 1.0
+    xa = (x + 0.05).clamp(0, 1)
+    # half a step up is an edge only where the pixel range clamps it (x >= 0.95)
+    assert share_at_box_edge(xa, x, 0.1) == pytest.approx((x >= 0.95 - 1e-6).float().mean().item())
+    with pytest.raises(ValueError, match="same shape"):
+        share_at_box_edge(x[:2], x, 0.1)
+    t = step_seconds(model, x, y, 0.1, batch_size=8, repeats=2)
+    assert set(t) == {"plain", "adversarial"} and t["plain"] > 0 and t["adversarial"] > 0
+    assert all(p.grad is None for p in model.parameters())      # the model itself is not trained
+    with pytest.raises(ValueError, match="repeats"):
+        step_seconds(model, x, y, 0.1, repeats=0)
+
+
 def test_linf_project_is_exact_on_the_box_edges():
     x = torch.tensor([0.5, 0.5, 0.05, 0.98, 0.3])
     xa = torch.tensor([0.9, 0.45, -0.2, 1.5, 0.3 + 0.1])
@@ -145,6 +180,9 @@ def test_explorer_and_plot():
     fig, ax = plt.subplots()
     plot_accuracy_vs_eps(ax, [0, 0.1], {"standard, PGD": [1.0, 0.5], "standard, FGSM": [1.0, 0.7]}, marker_eps=0.1)
     assert len(ax.lines) == 3
+    ax.clear()
+    plot_accuracy_vs_eps(ax, [0, 0.1], {"standard, random ±ε noise": [1.0, 0.9]}, references={"constant": 0.1})
+    assert len(ax.lines) == 2 and ax.lines[1].get_ydata()[0] == 0.1
     plt.close(fig)
 
 

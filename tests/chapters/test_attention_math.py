@@ -20,6 +20,23 @@ def test_attention_matches_torch(masked):
         assert (w.triu(1) == 0).all()  # no weight on the future
 
 
+@pytest.mark.parametrize("q_shape,k_shape,dv", [
+    ((5, 8), (5, 8), 8),                   # one sequence, no batch
+    ((3, 16), (7, 16), 4),                 # fewer queries than keys, values of another width
+    ((4, 2, 6, 32), (4, 2, 6, 32), 32),    # batch and heads
+    ((1, 1, 1, 4), (1, 1, 9, 4), 2),       # one query
+])
+def test_attention_matches_torch_on_more_shapes(q_shape, k_shape, dv):
+    """The chapter says the test suite checks more shapes than its cell: here they are, with a custom scale."""
+    g = torch.Generator().manual_seed(1)
+    q, k = torch.randn(*q_shape, generator=g), torch.randn(*k_shape, generator=g)
+    v = torch.randn(*k_shape[:-1], dv, generator=g)
+    for scale in (None, 0.3):
+        out, w = attention(q, k, v, scale=scale)
+        assert torch.allclose(out, F.scaled_dot_product_attention(q, k, v, scale=scale), atol=1e-5)
+        assert w.shape == (*q_shape[:-1], k_shape[-2]) and torch.allclose(w.sum(-1), torch.ones(w.shape[:-1]))
+
+
 def test_attention_errors():
     x = torch.zeros(4, 8)
     with pytest.raises(ValueError, match="same last dimension"):

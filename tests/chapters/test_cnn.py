@@ -106,3 +106,34 @@ def test_cnn_checks(name, good, bad, monkeypatch):
         getattr(check, name)(bad)
 
 
+
+
+def test_random_hflip_flips_about_half_and_checks_its_arguments():
+    from book.data.augment import random_hflip
+    x = torch.arange(2 * 28 * 28, dtype=torch.float32).view(2, 1, 28, 28).repeat(50, 1, 1, 1)
+    y = random_hflip(x, 0.5, generator=torch.Generator().manual_seed(0))
+    flipped = [torch.equal(y[i], x[i].flip(-1)) for i in range(len(x))]
+    kept = [torch.equal(y[i], x[i]) for i in range(len(x))]
+    assert all(f != k for f, k in zip(flipped, kept)) and 30 < sum(flipped) < 70
+    assert torch.equal(random_hflip(x, 0.0), x) and torch.equal(random_hflip(x, 1.0), hflip(x))
+    with pytest.raises(ValueError, match="probability"):
+        random_hflip(x, 1.5)
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
+        random_hflip(torch.zeros(28, 28))
+
+
+def test_augmented_batches_change_only_the_images():
+    """Runs that differ only in the transform see the same batches in the same order (one change at a time)."""
+    from book.lab.cnn import augmented_batches
+    x, y = torch.rand(10, 1, 28, 28), torch.arange(10)
+    plain = augmented_batches(x, y, None, batch_size=4, seed=3)
+    flipped = augmented_batches(x, y, lambda xb, g: xb.flip(-1), batch_size=4, seed=3)
+    seen = []
+    for step in range(1, 7):                     # more than one epoch: reshuffled each epoch
+        (xa, ya), (xb, yb) = plain(step), flipped(step)
+        assert torch.equal(ya, yb) and torch.equal(xb, xa.flip(-1))
+        assert all(torch.equal(xa[i], x[ya[i]]) for i in range(len(ya)))
+        seen.append(ya)
+    assert sorted(torch.cat(seen[:3]).tolist()) == list(range(10))   # an epoch covers every example once
+    with pytest.raises(ValueError, match="examples"):
+        augmented_batches(x, y[:5], None)

@@ -222,6 +222,11 @@ def test_prune_finetune_keeps_masks():
     assert [r["measured"] for r in rows] == pytest.approx([0.5, 0.9], abs=0.01)
     assert all(0 <= r["pruned"] <= 1 and 0 <= r["finetuned"] <= 1 for r in rows)
     assert weight_sparsity(model) == 0                                 # the original is untouched
+    # each row keeps its fine-tuned model, mask folded in, for the final test
+    assert [weight_sparsity(r["model"]) for r in rows] == pytest.approx([0.5, 0.9], abs=0.01)
+    assert not any(hasattr(m, "weight_mask") for r in rows for m in r["model"].modules())
+    from book.train import accuracy
+    assert accuracy(rows[0]["model"], x, y) == rows[0]["finetuned"]
 
 
 # ----------------------------------------------------------------------------- distillation

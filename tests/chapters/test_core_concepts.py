@@ -76,12 +76,33 @@ def test_playground_learns_and_records():
 def test_playground_linear_has_no_units_and_show_works():
     pg = Playground(dataset="blobs", hidden=(), steps=50, device="cpu").show()
     assert pg.snapshots[-1]["units"].shape[0] == 0 and pg.results["train_acc"] > 0.8
-    assert pg.live is not None and "test accuracy" in pg._status()
+    assert pg.live is not None and "validation accuracy" in pg._status() and "test" not in pg._status()
     first = pg.results
     pg.widgets["steps"].value = 100                    # a control changes the setting, the button retrains
     assert pg.settings["steps"] == 100 and pg.results == first
     pg.update()
     assert pg.snapshots[-1]["step"] == 100 and pg._trained == pg.settings
+
+
+def test_playground_split_baseline_and_gradients():
+    pg = Playground(dataset="circles", n=400, train_frac=0.1, device="cpu")
+    (xt, _), (xv, _), (xs, _) = pg.split()
+    assert (len(xt), len(xv), len(xs)) == (40, 180, 180)
+    default = Playground(n=83, device="cpu").split()     # 0.5: the 50/25/25 split it always had
+    assert [len(x) for x, _ in default] == [41, 21, 21]
+    base = pg.baseline()
+    (_, yt), (_, yv), _ = pg.split()
+    majority = float(yt.mean() >= 0.5)
+    assert base["train_acc"] == pytest.approx(float((yt == majority).float().mean()))
+    assert base["val_acc"] == pytest.approx(float((yv == majority).float().mean())) and set(base) == {
+        "train_acc", "val_acc", "test_acc"}
+    deep = Playground(hidden=(16,) * 10, activation="sigmoid", device="cpu").grad_norms()
+    shallow = Playground(hidden=(16, 16), activation="sigmoid", device="cpu").grad_norms()
+    assert len(deep) == 11 and len(shallow) == 3 and all(g >= 0 for g in deep)
+    assert deep[0] / deep[-1] < 1e-6 < shallow[0] / shallow[-1]   # the vanishing gradient, at initialisation
+    for bad in (0.0, 1.0, 0.001):
+        with pytest.raises(ValueError, match="train_frac"):
+            Playground(n=400, train_frac=bad)
 
 
 def test_playground_draw_trains_what_it_shows_and_overrides_train_a_copy():

@@ -15,6 +15,7 @@ from book.lab.efficiency import (
     accumulated_grads,
     activation_gradients,
     amp_context,
+    char_ngram_loss,
     chunk_bounds,
     draw_checkpoint_bars,
     draw_formats,
@@ -62,6 +63,24 @@ def test_tensor_bytes_and_lost_fraction():
     assert lost_fraction(v, torch.bfloat16) == {"zero": 0.0, "inf": 0.0, "subnormal": 0.0}
     with pytest.raises(ValueError, match="non-zero"):
         lost_fraction(torch.zeros(3), torch.float16)
+
+
+def test_char_ngram_loss_unigram_and_bigram():
+    ids = torch.tensor([0, 1, 0, 1, 0, 1, 0, 1])
+    assert char_ngram_loss(ids, 2, 1) == pytest.approx(math.log(2))       # two equally frequent symbols
+    assert char_ngram_loss(ids, 2, 2) == pytest.approx(0.0)               # the next one is always known
+    ids = torch.randint(0, 5, (5000,), generator=torch.Generator().manual_seed(0))
+    uni, bi = char_ngram_loss(ids, 5, 1), char_ngram_loss(ids, 5, 2)
+    assert uni == pytest.approx(math.log(5), abs=0.01) and bi <= uni     # conditioning never hurts in-sample
+    # the bigram loss is the cross-entropy of counting: compare with F.cross_entropy on the count table
+    counts = torch.zeros(5, 5)
+    counts.index_put_((ids[:-1], ids[1:]), torch.ones(len(ids) - 1), accumulate=True)
+    logp = (counts / counts.sum(1, keepdim=True)).log()
+    assert bi == pytest.approx(F.nll_loss(logp[ids[:-1]], ids[1:]).item(), rel=1e-5)
+    with pytest.raises(ValueError, match="order"):
+        char_ngram_loss(ids, 5, 3)
+    with pytest.raises(ValueError, match="ids"):
+        char_ngram_loss(torch.tensor([0, 7]), 5)
 
 
 def test_activation_gradients_collects_linear_outputs():

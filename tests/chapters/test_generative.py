@@ -15,12 +15,14 @@ from book.lab.generative import (
     VAE,
     LatentExplorer,
     SampleMonitor,
+    bigram_sample_texts,
     classifier_probs,
     distinct_n,
     entropy_at_temperature,
     gan_value,
     gaussian_kl,
     inception_score,
+    nearest_code_agreement,
     interpolate,
     js_divergence,
     latent_grid,
@@ -236,6 +238,39 @@ def test_text_measures():
     assert torch.allclose(ents[-1], torch.full((5,), math.log(65), dtype=torch.float64), atol=0.01)
     with pytest.raises(ValueError, match="positive"):
         entropy_at_temperature(logits, 0.0)
+
+
+def test_nearest_code_agreement():
+    torch.manual_seed(0)
+    vae, cvae = VAE(latent=2, hidden=16), VAE(latent=2, hidden=16, n_classes=10)
+    x = torch.rand(40, 1, 28, 28)
+    y = torch.arange(40) % 10
+    # the encoder's codes are a function of the image: copies of 4 prototypes, labelled by prototype
+    protos = torch.rand(4, 1, 28, 28)
+    xs, ys = protos.repeat(10, 1, 1, 1) + 0.001 * x, torch.arange(4).repeat(10)
+    assert nearest_code_agreement(vae, xs, ys) == 1.0
+    assert 0.0 <= nearest_code_agreement(cvae, x, y) <= 1.0 and vae.training     # mode kept
+    with pytest.raises(ValueError, match="at least 2"):
+        nearest_code_agreement(vae, x[:1], y[:1])
+    with pytest.raises(ValueError, match="one label each"):
+        nearest_code_agreement(vae, x, y[:3])
+
+
+def test_bigram_baseline_samples_follow_the_corpus():
+    outs = bigram_sample_texts("abababab", "a", 6, n_samples=3, seed=0)
+    assert outs == ["bababa"] * 3                                   # after a always b, after b always a
+    mixed = bigram_sample_texts("to be or not to be " * 50, "t", 200, n_samples=4, seed=1)
+    assert len(mixed) == 4 and all(len(o) == 200 for o in mixed)
+    assert mixed == bigram_sample_texts("to be or not to be " * 50, "t", 200, n_samples=4, seed=1)
+    pairs = {a + b for o in mixed for a, b in zip("t" + o, o)}
+    assert pairs <= {("to be or not to be " * 2)[i:i + 2] for i in range(37)}  # only pairs it has seen
+    assert bigram_sample_texts("abc", "a", 0, n_samples=2) == ["", ""]
+    with pytest.raises(ValueError, match="never occur"):
+        bigram_sample_texts("abc", "z", 5)
+    with pytest.raises(ValueError, match="non-empty"):
+        bigram_sample_texts("", "a", 5)
+    with pytest.raises(ValueError, match="n_samples"):
+        bigram_sample_texts("abc", "a", 5, n_samples=0)
 
 
 def test_sample_texts_batch_and_reproducible():

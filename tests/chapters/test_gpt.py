@@ -161,3 +161,11 @@ def test_sdpa_gets_is_causal_instead_of_a_mask_where_it_means_the_same(causal, T
     ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=attn.mask(T, past, "cpu"))
     got = torch.nn.functional.scaled_dot_product_attention(q, k, v, **kw)
     assert torch.allclose(got, ref, atol=1e-6)
+
+
+def test_attention_maps_ignore_dropout_and_keep_the_training_mode():
+    torch.manual_seed(0)
+    m = GPT(GPTConfig(vocab_size=11, block_size=16, n_layer=2, n_head=2, n_embd=16, dropout=0.5)).train()
+    x = torch.randint(0, 11, (1, 10))
+    a, b = m.attention_maps(x), m.attention_maps(x)
+    assert m.training and all(torch.equal(p, q) for p, q in zip(a, b))

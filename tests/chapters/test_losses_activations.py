@@ -31,6 +31,56 @@ def test_losses_match_torch_including_extremes():
     assert torch.allclose(L.logsumexp(ninf), torch.tensor([0.0]))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_probability_forms_clamp_the_log_like_torch(dtype):
+    """bce and cross_entropy_from_probs clamp each log at -100 in every dtype, as F.binary_cross_entropy does:
+    a certain wrong answer costs 100 (an eps clamp of p, 1 - 1e-12, rounds to 1 in float32 and gave inf)."""
+    g = torch.Generator().manual_seed(1)
+    edges = torch.tensor([0.0, 1.0, 1e-30, 1 - 2 ** -24], dtype=dtype)
+    p = torch.cat([torch.rand(200, generator=g, dtype=dtype), edges])
+    for y in (torch.zeros_like(p), torch.ones_like(p), torch.rand(len(p), generator=g, dtype=dtype)):
+        assert torch.allclose(L.bce(p, y), F.binary_cross_entropy(p, y), rtol=1e-6, atol=1e-6)
+    certain = torch.sigmoid(torch.tensor([30.0], dtype=dtype))            # rounds to 1.0 in float32
+    zero = torch.zeros(1, dtype=dtype)
+    wrong = L.bce(certain, zero)
+    assert torch.isfinite(wrong) and wrong == pytest.approx(F.binary_cross_entropy(certain, zero).item())
+    if dtype == torch.float32:
+        assert certain.item() == 1.0 and wrong.item() == 100.0
+    probs = torch.cat([torch.softmax(torch.randn(5, 4, generator=g, dtype=dtype) * 30, 1),
+                       torch.tensor([[0.0, 1.0, 0.0, 0.0]], dtype=dtype)])
+    t = torch.tensor([0, 1, 2, 3, 0, 0])
+    assert torch.allclose(L.cross_entropy_from_probs(probs, t), F.nll_loss(probs.log().clamp_min(-100), t))
+    assert L.cross_entropy_from_probs(probs[-1:], t[-1:]).item() == 100.0
+    # gradients: PyTorch's inside (0, 1); finite (never NaN) at exactly 0 and 1, where the clamp binds
+    inner = (torch.rand(50, generator=g, dtype=dtype) * 0.98 + 0.01).requires_grad_()
+    ref = inner.detach().clone().requires_grad_()
+    y = (torch.rand(50, generator=g, dtype=dtype) > 0.5).to(dtype)
+    L.bce(inner, y).backward()
+    F.binary_cross_entropy(ref, y).backward()
+    assert torch.allclose(inner.grad, ref.grad, rtol=1e-5)
+    edges = torch.tensor([0.0, 1.0, 0.0, 1.0], dtype=dtype, requires_grad=True)
+    L.bce(edges, torch.tensor([0.0, 0.0, 1.0, 1.0], dtype=dtype)).backward()
+    assert torch.isfinite(edges.grad).all()
+
+
+def test_lm_loss_is_the_mean_cross_entropy_over_positions():
+    g = torch.Generator().manual_seed(2)
+    logits, targets = torch.randn(3, 5, 11, generator=g) * 3, torch.randint(0, 11, (3, 5), generator=g)
+    assert torch.allclose(L.lm_loss(logits, targets), L.cross_entropy(logits.reshape(15, 11), targets.reshape(15)),
+                          atol=1e-6)
+    with pytest.raises(ValueError, match=r"\(B, T, V\)"):
+        L.lm_loss(logits[0], targets[0])
+
+
+def test_probability_forms_reject_logits():
+    with pytest.raises(ValueError, match=r"probabilities in \[0, 1\].*logit"):
+        L.bce(torch.tensor([1.5]), torch.tensor([1.0]))
+    with pytest.raises(ValueError, match="probabilities"):
+        L.cross_entropy_from_probs(torch.tensor([[-0.1, 1.1]]), torch.tensor([0]))
+    with pytest.raises(ValueError, match="probabilities"):
+        L.bce(torch.tensor([float("nan")]), torch.tensor([1.0]))
+
+
 def test_loss_errors_explain_shapes():
     with pytest.raises(ValueError, match="squeeze"):
         L.mse(torch.zeros(4, 1), torch.zeros(4))

@@ -21,6 +21,7 @@ from book.lab.recsys_rl import (  # noqa: E402
     draw_user,
     evaluate_policy,
     evaluate_scores,
+    follow_ball_policy,
     greedy_policy,
     hit_rate_at_k,
     knn_genre_accuracy,
@@ -241,6 +242,20 @@ def test_reinforce_learns_catch_and_beats_random():
     trained, _ = evaluate_policy(greedy_policy(pol), ev, 400)
     rand, _ = evaluate_policy(random_policy(ev), ev, 400)
     assert trained > 0.8 and rand < 0 and trained - rand > 1.0
+
+
+@pytest.mark.parametrize("width,height", [(7, 8), (9, 10), (5, 6)])
+def test_follow_the_ball_rule_catches_every_ball(width, height):
+    env = Catch(width, height, n_balls=3, n_envs=64, seed=0)
+    mean, err = evaluate_policy(follow_ball_policy(), env, 128)
+    assert mean == 3.0 and err == 0.0
+    # a board too wide for its height: some balls land before the paddle gets there
+    assert 0 < evaluate_policy(follow_ball_policy(), Catch(width + 2, height, 3, n_envs=64), 128)[0] < 3
+    obs = env.reset(seed=1)
+    act = follow_ball_policy()(obs)
+    ball = obs[:, 0].sum(1).argmax(-1)
+    paddle = obs[:, 1, -1].argmax(-1)
+    assert torch.equal(act, torch.sign(ball - paddle).long() + 1) and act.dtype == torch.long
 
 
 def test_episode_recording_and_drawing():

@@ -5,9 +5,9 @@ import torch
 from torch import nn
 
 from book import check
-from book.data.text import CharVocab, batch_sampler, split
+from book.data.text import CharVocab, batch_sampler, split, windows
 from book.nn.losses import lm_loss
-from book.nn.rnn import CharLSTM, GRUCell, LSTMCell, RNNCell, gradient_through_time, unroll
+from book.nn.rnn import CharLSTM, GRUCell, LSTMCell, NGram, RNNCell, gradient_through_time, unroll
 
 
 @pytest.mark.parametrize("ours,ref", [(RNNCell, nn.RNN), (LSTMCell, nn.LSTM), (GRUCell, nn.GRU)])
@@ -32,13 +32,85 @@ def test_cell_errors():
         RNNCell(4, 6).copy_from(nn.RNN(4, 7))
     with pytest.raises(ValueError, match="kind must be"):
         gradient_through_time("transformer")
+    with pytest.raises(ValueError, match="no forget gate"):
+        gradient_through_time("gru", forget_bias=1.0)
 
 
-def test_lstm_keeps_gradients_longer_than_rnn():
-    for seed in range(3):
+def test_lstm_keeps_gradients_longer_than_rnn_but_both_vanish_without_a_forget_bias():
+    for seed in range(5):
         rnn = gradient_through_time("rnn", seed=seed).flip(0)
         lstm = gradient_through_time("lstm", seed=seed).flip(0)
-        assert lstm[25] / lstm[0] > 100 * rnn[25] / rnn[0]
+        kept = gradient_through_time("lstm", seed=seed, forget_bias=3.0).flip(0)
+        assert lstm[25] / lstm[0] > 10 * rnn[25] / rnn[0]      # seeds 0-7: 53 to 2e4 times
+        assert lstm[49] < 1e-8 and rnn[49] < 1e-8               # seeds 0-7: at most 1e-10
+        assert kept[49] > 1e-2                                  # seeds 0-7: 0.08 to 0.44
+        assert torch.allclose(kept[0], lstm[0], rtol=0.5)       # the last step is hardly changed
+
+
+def test_forget_bias_touches_only_the_forget_gate_rows():
+    torch.manual_seed(0)
+    a = LSTMCell(3, 4)
+    b = LSTMCell(3, 4).copy_from(a)
+    with torch.no_grad():
+        b.bias_ih[4:8] += 2.0
+    x, h, c = torch.randn(2, 3), torch.zeros(2, 4), torch.ones(2, 4)
+    (_, ca), (_, cb) = a(x, (h, c)), b(x, (h, c))
+    # a larger forget gate keeps more of c = 1: the new cell state is larger everywhere
+    assert (cb > ca).all()
+
+
+def test_windows_cover_the_text_once():
+    ids = torch.arange(23)
+    x, y = windows(ids, 5)
+    assert x.shape == y.shape == (4, 5)
+    assert torch.equal(x.flatten(), ids[:20]) and torch.equal(y.flatten(), ids[1:21])
+    with pytest.raises(ValueError, match="too short"):
+        windows(ids[:5], 5)
+
+
+def test_ngram_matches_counting_by_hand():
+    ids = torch.tensor([0, 1, 0, 1, 1, 0, 2, 0, 1, 0])
+    ng = NGram(ids, 2, 3)
+    # unigram with Witten-Bell: (N(c) + T * 1/V) / (N + T), N = 10 tokens, T = 3 distinct
+    counts = torch.bincount(ids, minlength=3).double()
+    uni = (counts + 3 / 3) / (10 + 3)
+    seq = torch.tensor([1, 0, 2])
+    p = ng.probabilities(seq)
+    assert p.shape == (2, 2) and torch.allclose(p[0], uni[[0, 2]])
+    # bigram: after 1 the training text has 0 three times and 1 once (N = 4, T = 2)
+    assert torch.isclose(p[1, 0], (3 + 2 * uni[0]) / (4 + 2))
+    # after 0 it has 1 three times, 2 once (the final 0 has no successor): N = 4, T = 2
+    assert torch.isclose(p[1, 1], (1 + 2 * uni[2]) / (4 + 2))
+    # a context never seen keeps the lower order; every order is a distribution
+    assert torch.isclose(NGram(ids, 2, 4).probabilities(torch.tensor([3, 0]))[1, 0],
+                         NGram(ids, 2, 4).probabilities(torch.tensor([3, 0]))[0, 0])
+    full = torch.stack([ng.probabilities(torch.tensor([a, b]))[:, 0] for a in range(3) for b in range(3)])
+    assert torch.allclose(full.view(3, 3, 2).sum(1), torch.ones(3, 2, dtype=torch.float64))
+    ce = ng.cross_entropy(seq)
+    assert len(ce) == 2 and abs(ce[1] - float(-p[1].log().mean())) < 1e-12
+
+
+def test_ngram_errors():
+    ids = torch.tensor([0, 1, 0, 1])
+    with pytest.raises(ValueError, match="at least 1"):
+        NGram(ids, 0, 2)
+    with pytest.raises(ValueError, match="int64"):
+        NGram(ids, 20, 65)
+    with pytest.raises(ValueError, match="too short"):
+        NGram(ids, 4, 2)
+    with pytest.raises(ValueError, match="at least 2 tokens"):
+        NGram(ids, 2, 2).probabilities(torch.tensor([1]))
+
+
+def test_ngram_on_shakespeare_orders_improve_then_turn():
+    from book import load_text
+    text = load_text()
+    v = CharVocab(text)
+    train, rest = split(v.encode(text))
+    val, test = split(rest, 0.5)
+    ce = NGram(train, 6, v_len := len(v)).cross_entropy(val)
+    assert abs(ce[0] - 3.333) < 0.01 and ce[0] < math.log(v_len)       # letter frequencies
+    assert ce[0] > ce[1] > ce[2] > ce[3] > ce[4] < ce[5]                 # order 5 is best on validation
 
 
 def test_vocab_sampler_and_model():

@@ -23,3 +23,30 @@ def test_training_practice_checks(name, good, bad, monkeypatch):
     getattr(check, name)(good)
     with pytest.raises(check.CheckFailed):
         getattr(check, name)(bad)
+
+
+@pytest.mark.parametrize("act", ["tanh", "relu"])
+@pytest.mark.parametrize("init,variance", [
+    ("naive", lambda fan_in, fan_out: 0.01 ** 2),
+    ("xavier", lambda fan_in, fan_out: 2 / (fan_in + fan_out)),   # Glorot & Bengio
+    ("he", lambda fan_in, fan_out: 2 / fan_in),                   # He et al., for tanh too: no 5/3 gain
+])
+def test_deep_mlp_weight_variance_is_the_chapters_formula(act, init, variance):
+    """deep_mlp's init= gives every hidden layer the variance the chapter (and its exercise) teaches."""
+    from book.nn.models import deep_mlp
+    torch.manual_seed(0)
+    net = deep_mlp(depth=3, width=512, act=act, init=init)
+    hidden = [m for m in net if isinstance(m, torch.nn.Linear)][:-1]
+    assert len(hidden) == 3
+    for lin in hidden:
+        fan_out, fan_in = lin.weight.shape
+        assert lin.weight.var().item() == pytest.approx(variance(fan_in, fan_out), rel=0.02)
+        assert abs(lin.weight.mean().item()) < 0.01 * math.sqrt(variance(fan_in, fan_out))
+        assert torch.equal(lin.bias, torch.zeros_like(lin.bias))
+
+
+def test_deep_mlp_default_init_is_pytorchs():
+    from book.nn.models import deep_mlp
+    torch.manual_seed(0)
+    lin = deep_mlp(depth=1, width=512, init="default")[1]
+    assert lin.weight.var().item() == pytest.approx(1 / (3 * 784), rel=0.02)   # U(±1/√fan_in)

@@ -1,6 +1,7 @@
 """Repository-level checks of the chapters, the table of contents and the packaging."""
 import os
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -81,6 +82,7 @@ def test_glossary_covers_chinese_terms_used_in_chapters():
 
 def test_wheel_carries_the_shipped_data(tmp_path):
     """Colab installs the package with pip from git: the wheel must include assets/ as book_assets."""
+    shutil.rmtree(ROOT / "build", ignore_errors=True)   # setuptools' leftovers would slip deleted modules in
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
                     "-w", str(tmp_path), str(ROOT)], check=True)
     wheel = next(tmp_path.glob("*.whl"))

@@ -18,15 +18,17 @@ ROOT = Path(__file__).resolve().parents[2]
 ALLOWED = Path(__file__).parent / "typed_numbers"
 CHAPTERS = sorted(p.stem for p in (ROOT / "chapters").glob("*.ipynb"))
 AUDITED = {p.stem: yaml.safe_load(p.read_text(encoding="utf-8")) or [] for p in ALLOWED.glob("*.yml")}
-MAX_NOT_AUDITED = 22   # lower it whenever a chapter is audited; never raise it
+MAX_NOT_AUDITED = 3    # lower it whenever a chapter is audited; never raise it (left: pretraining, lora, applications)
 
 # what is not prose: code, math, roles with their argument, links, MyST directive options
 STRIP = [re.compile(p, re.S) for p in (
-    r"```.*?```", r"````.*?````", r"`[^`\n]*`", r"\$\$.*?\$\$", r"\$[^$\n]+\$", r"\{[\w:-]+\}`[^`]*`",
-    r"\]\([^)]*\)", r"https?://\S+", r"(?m)^:[\w-]+:.*$", r"<[^>\n]+>")]
+    # code blocks go; a MyST directive's fence lines and options go, its prose (boxes, exercises) stays
+    r"(`{3,})(?!\{)[^\n]*\n.*?\1", r"(?m)^`{3,}[^\n]*$", r"`[^`\n]*`", r"\$\$.*?\$\$", r"\$[^$\n]+\$",
+    r"\{[\w:-]+\}`[^`]*`",
+    r"\]\([^)]*\)", r"https?://\S+", r"(?m)^:[\w-]+:[^\n]*$", r"<[^>\n]+>")]
 NUMBER = re.compile(
-    r"(?<![\w.,])(?:"
-    r"\d+(?:\.\d+)?\s?(?:ms|µs|s|seconds|minutes|GB|MB|kB|GiB|MiB|GFLOP/s|TFLOP/s|tokens/s|it/s)\b"
+    r"(?<![\w.,§–-])(?:"        # not a section number (§4.1, §4.1–4.3)
+    r"\d+(?:\.\d+)?(?:\s?(?:ms|µs|seconds|minutes|GB|MB|kB|GiB|MiB|GFLOP/s|TFLOP/s|tokens/s|it/s)|\ss)\b"
     r"|\d+\.\d+(?:\s?(?:%|×|x\b))?"                                 # 0.913, 1.5 %, 3.2x
     r"|\d{1,3}(?:,\d{3})+(?:\.\d+)?"                                # 61,706
     r"|\d+\s?%"                                                     # 12 %
@@ -71,7 +73,9 @@ def test_measured_numbers_in_prose_are_glued(chapter):
 
 def test_the_detector_finds_measured_numbers_and_spares_the_rest():
     text = ("Accuracy 0.913 after 3.2 s (12 % better, 61,706 parameters); `lr=0.1` and $x^{0.5}$ and "
-            "{glue:text}`acc:.3f` and {cite}`he2016deep`; 3 layers, 10 epochs, [the paper](https://x.org/1.5)")
+            "{glue:text}`acc:.3f` and {cite}`he2016deep`; 3 layers, 10 epochs, [the paper](https://x.org/1.5)\n"
+            "```python\nx = 0.25\n```\n"
+            "```{admonition} The source says / actually\n:class: warning\nIt (§4.1–4.2, 1980s) claims 0.613.\n```\n")
     for pattern in STRIP:
         text = pattern.sub(" ", text)
-    assert [m.group(0) for m in NUMBER.finditer(text)] == ["0.913", "3.2 s", "12 %", "61,706"]
+    assert [m.group(0) for m in NUMBER.finditer(text)] == ["0.913", "3.2 s", "12 %", "61,706", "0.613"]
