@@ -341,7 +341,6 @@ def test_glue_stores_numbers_for_the_page_and_refuses_the_rest(monkeypatch):
     myst-nb, no BOOK_GLUE) nothing is shown."""
     import IPython
     import IPython.display
-    from myst_nb import glue as myst_glue
 
     import book.ui.glued as g
     shown = []
@@ -354,9 +353,14 @@ def test_glue_stores_numbers_for_the_page_and_refuses_the_rest(monkeypatch):
     assert bundle == {g.PREFIX + "text/plain": "0.75"} and kw["raw"] is True
     assert kw["metadata"]["scrapbook"] == {"name": "val_acc", "mime_prefix": g.PREFIX}
     mine = shown[:]
-    shown.clear()
-    myst_glue("val_acc", 0.75, display=False)                         # myst-nb's own, for comparison
-    assert shown[0] == mine[0]
+    try:                                   # myst-nb's own glue, for comparison (the build has it, Colab not)
+        from myst_nb import glue as myst_glue
+    except ImportError:
+        myst_glue = None
+    if myst_glue is not None:
+        shown.clear()
+        myst_glue("val_acc", 0.75, display=False)
+        assert shown[0] == mine[0]
     with pytest.raises(TypeError, match="takes a number"):
         g.glue("name", "text")
     with pytest.raises(TypeError, match="takes a number"):
