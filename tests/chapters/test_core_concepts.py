@@ -4,7 +4,6 @@ import pytest
 import torch
 from torch import nn
 
-from book import check
 from book.hardware import gpu_peak_tflops, matmul_gflops, supports
 from book.lab.core_concepts import Playground
 from book.nn.counting import (
@@ -135,8 +134,5 @@ def test_playground_errors():
     ("conv2d_params", lambda i, o, k: o * (i * k * k + 1), lambda i, o, k: o * i * k * k),
     ("transformer_block_params", block_params, lambda d, f: 4 * d * d + 2 * d * f),
 ])
-def test_core_concepts_checks(name, good, bad, monkeypatch):
-    monkeypatch.setenv("BOOK_STRICT", "1")
-    getattr(check, name)(good)
-    with pytest.raises(check.CheckFailed):
-        getattr(check, name)(bad)
+def test_core_concepts_checks(name, good, bad, check_verdict):
+    check_verdict(name, good, bad)
