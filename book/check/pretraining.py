@@ -56,9 +56,10 @@ def masked_ce(fn) -> None:
 
 
 def probe_params(fn) -> None:
-    """``fn(C, K)`` -> trainable parameters of a linear head from C features to K classes."""
-    cases = [Case((128, 6), 774, label="C=128, K=6"), Case((2, 2), 6, label="C=2, K=2"),
-             Case((768, 1000), 769000, public=False, label="C=768, K=1000")]
+    """``fn(n_features, n_classes)`` -> trainable parameters of a linear head from F features to K classes."""
+    cases = [Case((131, 2), 264, label="F=131 features (this chapter's), K=2 classes"),
+             Case((2, 2), 6, label="F=2, K=2"), Case((128, 6), 774, label="F=128, K=6"),
+             Case((768, 1000), 769000, public=False, label="F=768, K=1000")]
     run_cases("probe_params", fn, cases, hint="a weight matrix K x C plus one bias per class")
 
 

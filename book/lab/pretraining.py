@@ -6,15 +6,21 @@ Chapters: ``pretraining``; its checkpoint and task are reused by ``lora``, ``app
 * Two objectives on unlabelled text: **causal** (predict the next character, GPT) and **masked** (hide 15 % of
   the characters and predict them from both sides, BERT).
 * A held-out split that keeps the downstream test text out of pretraining: the corpus is cut into chunks
-  and every ``every``-th chunk is held out (language-model validation *and* downstream test windows).
-* The downstream task: which play does a 64-character window of Tiny Shakespeare come from?
+  and every ``every``-th chunk is held out (language-model validation *and* the downstream validation and
+  test windows, in alternate held-out chunks).
+* The downstream task: does a window of Tiny Shakespeare contain a misspelled word? Misspellings swap two
+  neighbouring inner letters, so both classes use exactly the same characters; the baselines that a
+  learned model must beat (majority, bag-of-characters and character n-gram logistic regression, a lookup
+  in the pretraining text's vocabulary) are here too.
 * ``save_checkpoint`` / ``load_checkpoint``: plain tensors + a config dict, loaded with ``weights_only=True``
   (no pickled code runs on load). ``python -m book.lab.pretraining`` rebuilds the shipped checkpoint.
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import math
+import re
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -40,9 +46,11 @@ PLAY_MARKERS = (
     ("The Taming of the Shrew", "SLY:\n"),
     ("The Tempest", "Boatswain:\n"),
 )
-# The downstream classes: plays with different casts (the two Wars-of-the-Roses plays share theirs).
-TASK_PLAYS = ("Coriolanus", "Richard II", "Romeo and Juliet", "The Winter's Tale", "Measure for Measure",
-              "The Taming of the Shrew")
+# The downstream classes: label 1 = the window has misspelled words (see `add_typos`).
+TASK_LABELS = ("clean", "misspelled")
+
+# Fine-tuning learning rates: the new, random head learns fast; the pretrained body moves slowly.
+HEAD_LR, BODY_LR = 1e-2, 1e-4
 
 CHECKPOINT = "gpt-char-shakespeare.pt"   # in assets/data/, SHA-256 in book.data.CHECKSUMS
 # The shipped checkpoint's recipe: `python -m book.lab.pretraining` runs exactly this (and so does its unit test).
@@ -81,37 +89,151 @@ def pretraining_split(ids: torch.Tensor, chunk: int = 2000, every: int = 10):
     return ids[~held], ids[held]
 
 
-def play_windows(text: str, vocab: CharVocab, split: str, per_class: int | None = None, block: int = 64,
-                 chunk: int = 2000, every: int = 10, seed: int = 0, plays=TASK_PLAYS):
-    """The downstream task: ``x`` (N, block) character ids, ``y`` (N,) the index of the play in ``plays``.
+def split_regions(n: int, chunk: int = 2000, every: int = 10) -> torch.Tensor:
+    """Long (n,): 0 = pretraining text, 1 = a held-out *validation* chunk, 2 = a held-out *test* chunk.
 
-    ``split='test'`` windows lie wholly inside held-out chunks (never pretrained on), ``'train'`` windows wholly
-    outside. Windows start at the beginning of a line. ``per_class`` windows per play (random, ``seed``);
-    ``None`` keeps all."""
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
-    spans = {t: (s, e) for t, s, e in play_spans(text)}
-    unknown = [p for p in plays if p not in spans]
-    if unknown:
-        raise KeyError(f"unknown plays {unknown}; choose from {list(spans)}")
-    held = heldout_mask(len(text), chunk, every)
-    # fraction of held-out characters in each window = prefix sums, so every window is checked in O(1)
-    cum = torch.cat([torch.zeros(1, dtype=torch.long), held.long().cumsum(0)])
-    ids = vocab.encode(text)
+    The held-out chunks of :func:`heldout_mask` alternate between validation and test, so both are spread
+    over the whole text and neither was seen in pretraining."""
+    held = heldout_mask(n, chunk, every)
+    idx = torch.arange(n) // chunk
+    region = torch.zeros(n, dtype=torch.long)
+    region[held] = 1 + (idx[held] // every) % 2
+    return region
+
+
+# a whole lower-case word of at least 4 letters (not the cut-off end of a window)
+_WORD = re.compile(r"(?<![A-Za-z'])[a-z]{4,}(?=[^A-Za-z'])")
+
+
+def _typo_spots(word_start: int, word_end: int, line: str) -> list[int]:
+    """Positions i where swapping letters i and i+1 misspells the word, keeping its first and last letter."""
+    return [i for i in range(word_start + 1, word_end - 2) if line[i] != line[i + 1]]
+
+
+def add_typos(line: str, k: int = 2, generator: torch.Generator | None = None) -> str:
+    """Misspell ``k`` words of ``line``: in each, swap two neighbouring inner letters ("wodner" for "wonder").
+
+    The characters stay the same, only their order changes. Raises if fewer than ``k`` words can be
+    misspelled (whole lower-case words of at least 4 letters)."""
+    words = [m.span() for m in _WORD.finditer(line) if _typo_spots(*m.span(), line)]
+    if len(words) < k:
+        raise ValueError(f"{line!r} has only {len(words)} words that can be misspelled, asked for {k}")
+    chars = list(line)
+    for w in torch.randperm(len(words), generator=generator)[:k].tolist():
+        spots = _typo_spots(*words[w], line)
+        i = spots[int(torch.randint(len(spots), (1,), generator=generator))]
+        chars[i], chars[i + 1] = chars[i + 1], chars[i]
+    return "".join(chars)
+
+
+@functools.lru_cache(maxsize=16)
+def _window_starts(text: str, region_id: int, block: int, typos: int, chunk: int, every: int) -> torch.Tensor:
+    """Starts of the line-initial windows lying wholly in one region with at least ``typos`` misspellable words."""
+    inside = torch.cat([torch.zeros(1, dtype=torch.long),
+                        (split_regions(len(text), chunk, every) == region_id).long().cumsum(0)])
+    starts = torch.tensor([0] + [i + 1 for i, c in enumerate(text) if c == "\n" and i + 1 + block <= len(text)])
+    starts = starts[inside[starts + block] - inside[starts] == block]
+    return torch.tensor([i for i in starts.tolist()
+                         if sum(bool(_typo_spots(*m.span(), text[i:i + block]))
+                                for m in _WORD.finditer(text[i:i + block])) >= typos], dtype=torch.long)
+
+
+def typo_windows(text: str, vocab: CharVocab, split: str, n: int, block: int = 64, typos: int = 2,
+                 seed: int = 0, chunk: int = 2000, every: int = 10):
+    """The downstream task: ``x`` (n, block) character ids, ``y`` (n,) 1 if ``typos`` words were misspelled.
+
+    Windows start at the beginning of a line. ``split='train'`` windows come from the pretraining text,
+    ``'val'`` and ``'test'`` windows from alternate held-out chunks (never pretrained on). ``n`` windows are
+    drawn at random (``seed``); every second one is misspelled with :func:`add_typos`, so the classes are
+    balanced and have exactly the same characters."""
+    regions = {"train": 0, "val": 1, "test": 2}
+    if split not in regions:
+        raise ValueError(f"split must be one of {list(regions)}, got {split!r}")
+    starts = _window_starts(text, regions[split], block, typos, chunk, every)
+    if n > len(starts):
+        raise ValueError(f"the {split} part has only {len(starts)} windows, asked for {n}")
     g = torch.Generator().manual_seed(seed)
-    xs, ys = [], []
-    for label, play in enumerate(plays):
-        s, e = spans[play]
-        starts = torch.tensor([i + 1 for i in range(s, e - block - 1) if text[i] == "\n"] or [s])
-        n_held = cum[starts + block] - cum[starts]
-        keep = starts[n_held == block] if split == "test" else starts[n_held == 0]
-        if per_class is not None:
-            if len(keep) < per_class:
-                raise ValueError(f"{play!r} has only {len(keep)} {split} windows, asked for {per_class}")
-            keep = keep[torch.randperm(len(keep), generator=g)[:per_class]]
-        xs.append(ids[keep[:, None] + torch.arange(block)])            # (n, block)
-        ys.append(torch.full((len(keep),), label, dtype=torch.long))
-    return torch.cat(xs), torch.cat(ys)
+    starts = starts[torch.randperm(len(starts), generator=g)[:n]]
+    y = torch.arange(n) % 2
+    lines = [text[i:i + block] for i in starts.tolist()]
+    lines = [add_typos(s, typos, g) if label else s for s, label in zip(lines, y.tolist())]
+    return torch.stack([vocab.encode(s) for s in lines]), y
+
+
+# --------------------------------------------------------------------------- baselines for the task
+def majority_classifier(y_train: torch.Tensor):
+    """``predict(x)``: always the most frequent training label."""
+    label = int(torch.bincount(y_train.cpu()).argmax())
+    return lambda x: torch.full((len(x),), label, dtype=torch.long)
+
+
+def ngram_counts(x: torch.Tensor, n_max: int, vocab_size: int, known: torch.Tensor | None = None,
+                 min_count: int = 2):
+    """Bag of character n-grams (n = 1..n_max) of each row of ``x``: ``(log(1 + counts), known)``.
+
+    ``known`` (sorted n-gram codes) fixes the columns; without it they are the n-grams occurring at least
+    ``min_count`` times in ``x`` (the training rows). Other n-grams are dropped: a model fitted on the
+    training rows has no weight for them."""
+    codes = []
+    for n in range(1, n_max + 1):
+        c = torch.zeros(x.shape[0], x.shape[1] - n + 1, dtype=torch.long)
+        for k in range(n):
+            c = c * (vocab_size + 1) + x[:, k:x.shape[1] - n + 1 + k] + 1   # + 1: no n-gram codes as 0
+        codes.append(c)
+    codes = torch.cat(codes, 1)
+    if known is None:
+        known, counts = torch.unique(codes, return_counts=True)
+        known = known[counts >= min_count]
+    col = torch.searchsorted(known, codes).clamp(max=len(known) - 1)
+    hit = (known[col] == codes).float()
+    counts = torch.zeros(x.shape[0], len(known)).scatter_add_(1, col, hit)
+    return counts.log1p(), known
+
+
+def ngram_classifier(train: tuple, val: tuple, n_max: int = 3, vocab_size: int = 65,
+                     weight_decays=(1e-3, 1e-2, 1e-1)):
+    """Logistic regression on character n-gram counts (n = 1..n_max); the weight decay is chosen on ``val``.
+
+    ``n_max=1`` is a bag of characters. Returns ``(predict, info)``: ``predict(x)`` -> labels, and
+    ``info = {'val': validation accuracy, 'weight_decay': the chosen one, 'features': columns}``."""
+    (xt, yt), (xv, yv) = [(x.cpu(), y.cpu()) for x, y in (train, val)]
+    Xt, known = ngram_counts(xt, n_max, vocab_size)
+    mu, sd = Xt.mean(0), Xt.std(0) + 1e-3
+
+    def design(x):
+        return (ngram_counts(x.cpu(), n_max, vocab_size, known)[0] - mu) / sd
+
+    Xt, Xv = (Xt - mu) / sd, design(xv)
+    n_classes = int(yt.max()) + 1
+    best = None
+    for wd in weight_decays:
+        W = torch.zeros(Xt.shape[1], n_classes, requires_grad=True)
+        b = torch.zeros(n_classes, requires_grad=True)
+        opt = torch.optim.LBFGS([W, b], max_iter=100, line_search_fn="strong_wolfe")
+
+        def closure():
+            opt.zero_grad()
+            loss = F.cross_entropy(Xt @ W + b, yt) + wd * (W ** 2).sum()
+            loss.backward()
+            return loss
+        opt.step(closure)
+        with torch.no_grad():
+            acc = ((Xv @ W + b).argmax(1) == yv).float().mean().item()
+        if best is None or acc > best[0]:
+            best = (acc, wd, W.detach(), b.detach())
+    acc, wd, W, b = best
+    return (lambda x: (design(x) @ W + b).argmax(1)), {"val": acc, "weight_decay": wd, "features": len(known)}
+
+
+def known_words(text: str) -> set:
+    """The lower-case words of ``text`` (a spelling dictionary made from it)."""
+    return set(re.findall(r"[a-z]+", text.lower()))
+
+
+def dictionary_classifier(vocab: CharVocab, words: set):
+    """``predict(x)``: 1 (misspelled) for windows with a whole lower-case word of 4+ letters not in ``words``."""
+    return lambda x: torch.tensor([int(any(m.group(0) not in words for m in _WORD.finditer(vocab.decode(row.tolist()))))
+                                   for row in x.cpu()])
 
 
 # --------------------------------------------------------------------------- masked-token objective
@@ -141,27 +263,46 @@ def masked_loss(logits, labels):
 
 # --------------------------------------------------------------------------- downstream classifier
 class GPTClassifier(nn.Module):
-    """A sequence classifier on top of a (pretrained) GPT body: mean of the final hidden states -> linear."""
+    """A sequence classifier on top of a (pretrained) GPT body.
 
-    def __init__(self, body: GPT, n_classes: int):
+    Its features are what the body computes for a window: the mean of the final hidden states, and how
+    surprised the body's own language-model head is by each next character (``-log p``, in nats): on
+    average, at its most surprised, and over its ``top`` most surprising characters. A linear layer maps
+    them to the classes."""
+
+    def __init__(self, body: GPT, n_classes: int, top: int = 3):
         super().__init__()
-        self.body = body
-        self.head = nn.Linear(body.cfg.n_embd, n_classes)
+        self.body, self.top = body, top
+        self.head = nn.Linear(body.cfg.n_embd + 3, n_classes)
 
-    def features(self, idx):
+    def surprisal(self, idx, hidden=None):
+        """(B, T - 1): ``-log p(x[t+1] | x[..t])`` under the body's language-model head."""
+        hidden = self.hidden(idx) if hidden is None else hidden
+        logits = self.body.head(hidden[:, :-1])                              # (B, T - 1, V)
+        return F.cross_entropy(logits.transpose(1, 2), idx[:, 1:], reduction="none")
+
+    def hidden(self, idx):
         b = self.body
         if idx.ndim != 2 or idx.dtype != torch.long:
             raise ValueError(f"expected token ids (batch, time) of dtype long, got {tuple(idx.shape)} {idx.dtype}")
         T = idx.shape[1]
         if T > b.cfg.block_size:
             raise ValueError(f"windows of {T} tokens exceed the body's block_size={b.cfg.block_size}")
+        if T < 2:
+            raise ValueError("windows need at least 2 tokens (the surprise is about the next one)")
         x = b.drop(b.tok(idx) + b.pos(torch.arange(T, device=idx.device)))   # (B, T, C)
         for block in b.blocks:
             x = block(x)
-        return b.ln_f(x).mean(1)                                            # (B, C)
+        return b.ln_f(x)                                                     # (B, T, C)
+
+    def features(self, idx):
+        h = self.hidden(idx)
+        s = self.surprisal(idx, h)                                           # (B, T - 1)
+        top = s.topk(min(self.top, s.shape[1]), dim=1).values
+        return torch.cat([h.mean(1), s.mean(1, keepdim=True), top[:, :1], top.mean(1, keepdim=True)], 1)
 
     def forward(self, idx):
-        return self.head(self.features(idx))                                # (B, n_classes)
+        return self.head(self.features(idx))                                 # (B, n_classes)
 
 
 # --------------------------------------------------------------------------- checkpoints
@@ -252,16 +393,15 @@ def main(argv=None):
     print(f"wrote {a.out}: {meta}\nsha256 {sha256(a.out)}")
 
 
-if __name__ == "__main__":
-    main()
-
-
-def finetune(body: GPT, train: tuple, test: tuple, n_classes: int, steps: int, lr: float = 1e-3,
-             mode: str = "full", batch_size: int = 32, log_every: int = 20, seed: int = 0, callbacks=()):
-    """Train a :class:`GPTClassifier` on ``train = (x, y)``, evaluating on ``test`` every ``log_every`` steps.
+def finetune(body: GPT, train: tuple, val: tuple, n_classes: int, steps: int, mode: str = "full",
+             body_lr: float = BODY_LR, head_lr: float = HEAD_LR, batch_size: int = 32, log_every: int = 20,
+             seed: int = 0, callbacks=()):
+    """Train a :class:`GPTClassifier` on ``train = (x, y)``, measuring ``val`` every ``log_every`` steps.
 
     ``mode='full'`` updates every weight; ``'probe'`` freezes the body and trains only the linear head (a
-    *linear probe*: how good are the pretrained features as they are?). Returns ``(classifier, history)``."""
+    *linear probe*: how good are the pretrained features as they are?). The new head starts from random
+    numbers and learns with ``head_lr``; the body, which already knows something, moves with the smaller
+    ``body_lr`` (too large a one can overwrite what pretraining taught). Returns ``(classifier, history)``."""
     from book.train import fit
 
     if mode not in ("full", "probe"):
@@ -269,10 +409,16 @@ def finetune(body: GPT, train: tuple, test: tuple, n_classes: int, steps: int, l
     torch.manual_seed(seed)
     clf = GPTClassifier(body, n_classes).to(next(body.parameters()).device)
     clf.body.requires_grad_(mode == "full")     # full: every weight trains (even if frozen before)
-    params = [p for p in clf.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    groups = [{"params": list(clf.head.parameters()), "lr": head_lr}]
+    if mode == "full":
+        groups.append({"params": list(clf.body.parameters()), "lr": body_lr})
+    opt = torch.optim.AdamW(groups, weight_decay=0.01)
     g = torch.Generator().manual_seed(seed)
-    hist = fit(clf, train, opt, steps=steps, batch_size=batch_size, val=test, log_every=log_every,
+    hist = fit(clf, train, opt, steps=steps, batch_size=batch_size, val=val, log_every=log_every,
                generator=g, callbacks=callbacks, progress=False)
     clf.eval()
     return clf, hist
+
+
+if __name__ == "__main__":
+    main()

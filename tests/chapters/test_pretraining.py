@@ -9,21 +9,29 @@ from book.check import raising
 from book.data.text import CharVocab
 from book.lab.pretraining import (
     RECIPE,
-    TASK_PLAYS,
+    TASK_LABELS,
     GPTClassifier,
+    add_typos,
     build_checkpoint,
+    dictionary_classifier,
     finetune,
     heldout_mask,
+    known_words,
     lm_val_loss,
     load_checkpoint,
+    majority_classifier,
     mask_tokens,
     masked_loss,
+    ngram_classifier,
+    ngram_counts,
     play_spans,
-    play_windows,
     pretraining_split,
     save_checkpoint,
+    split_regions,
+    typo_windows,
 )
 from book.nn.gpt import GPT, GPTConfig
+from book.nn.losses import lm_loss
 
 TEXT = load_text()
 VOCAB = CharVocab(TEXT)
@@ -48,25 +56,74 @@ def test_heldout_mask_and_split():
         heldout_mask(10, 5, 1)
 
 
-def test_play_windows_test_set_never_seen_in_pretraining():
-    x, y = play_windows(TEXT, VOCAB, "test", per_class=20, seed=0)
-    assert x.shape == (20 * len(TASK_PLAYS), 64) and y.bincount().tolist() == [20] * len(TASK_PLAYS)
-    held = heldout_mask(len(TEXT), RECIPE["chunk"], RECIPE["every"])
-    ids = VOCAB.encode(TEXT)
-    # every test window occurs in the text at a place that is wholly held out
-    _, val_ids = pretraining_split(ids, RECIPE["chunk"], RECIPE["every"])
-    val_text = VOCAB.decode(val_ids)
-    for row in x[:: 7]:
-        assert VOCAB.decode(row) in val_text
-    xt, yt = play_windows(TEXT, VOCAB, "train", per_class=5, seed=1)
-    assert xt.shape == (5 * len(TASK_PLAYS), 64)
-    assert held.any()
+def test_split_regions_alternate_the_held_out_chunks_between_validation_and_test():
+    r = split_regions(200, chunk=10, every=5)
+    assert torch.equal(r > 0, heldout_mask(200, 10, 5))
+    chunks = [int(r[i * 10]) for i in range(20)]
+    assert chunks == [0, 0, 1, 0, 0, 0, 0, 2, 0, 0, 0, 0, 1, 0, 0, 0, 0, 2, 0, 0]
+    assert all(len(set(r[i * 10:(i + 1) * 10].tolist())) == 1 for i in range(20))
+
+
+def test_add_typos_moves_letters_inside_words_only():
+    g = torch.Generator().manual_seed(0)
+    line = "But soft, what light through yonder window breaks?\n"
+    for _ in range(20):
+        t = add_typos(line, 2, g)
+        assert sorted(t) == sorted(line) and t != line
+        changed = [a != b for a, b in zip(line.split(), t.split())]
+        assert sum(changed) == 2                                   # two words, each misspelled
+        for a, b in zip(line.split(), t.split()):
+            assert a[0] == b[0] and a[-1] == b[-1]                 # first and last letters stay
+    # "good" has no two different inner neighbours; "morrow" can become "mrorow" or "mororw"
+    assert add_typos("good morrow\n", 1, g) in {"good mrorow\n", "good mororw\n"}
+    with pytest.raises(ValueError, match="only 1 words"):
+        add_typos("I am here, Kate!\n", 2)                          # "here" is the only candidate
+
+
+def test_typo_windows_are_balanced_and_held_out():
+    x, y = typo_windows(TEXT, VOCAB, "test", 40, seed=0)
+    assert x.shape == (40, 64) and y.tolist() == [0, 1] * 20 and TASK_LABELS[1] == "misspelled"
+    region = split_regions(len(TEXT), RECIPE["chunk"], RECIPE["every"])
+    test_text = "".join(c for c, r in zip(TEXT, region.tolist()) if r == 2)
+    for row in x[y == 0]:
+        assert VOCAB.decode(row.tolist()) in test_text            # clean test windows: test chunks only
+    for row in x[y == 1]:
+        assert VOCAB.decode(row.tolist()) not in TEXT             # misspelled ones occur nowhere
+    xv, _ = typo_windows(TEXT, VOCAB, "val", 10, seed=0)
+    val_text = "".join(c for c, r in zip(TEXT, region.tolist()) if r == 1)
+    assert VOCAB.decode(xv[0].tolist()) in val_text
+    xt, yt = typo_windows(TEXT, VOCAB, "train", 6, block=32, typos=1, seed=1)
+    assert xt.shape == (6, 32)
     with pytest.raises(ValueError, match="split"):
-        play_windows(TEXT, VOCAB, "val")
-    with pytest.raises(KeyError, match="unknown plays"):
-        play_windows(TEXT, VOCAB, "train", plays=("Hamlet",))
+        typo_windows(TEXT, VOCAB, "dev", 4)
     with pytest.raises(ValueError, match="only"):
-        play_windows(TEXT, VOCAB, "test", per_class=10**6)
+        typo_windows(TEXT, VOCAB, "test", 10**6)
+
+
+def test_baselines():
+    y = torch.tensor([1, 1, 0])
+    assert majority_classifier(y)(torch.zeros(4, 3)).tolist() == [1, 1, 1, 1]
+    # n-gram counts: "abab" has a x2, b x2, ab x2, ba x1 (ids 0 = a, 1 = b)
+    X, known = ngram_counts(torch.tensor([[0, 1, 0, 1]]), 2, 2, min_count=1)
+    assert X.shape == (1, 4) and torch.allclose(X.sum(), torch.log1p(torch.tensor([2.0, 2, 2, 1])).sum())
+    # a separable toy task: class 1 rows contain the bigram (3, 4)
+    g = torch.Generator().manual_seed(0)
+    def toy(n):
+        x = torch.randint(0, 3, (n, 12), generator=g)
+        yy = torch.arange(n) % 2
+        x[yy == 1, 5:7] = torch.tensor([3, 4])
+        return x, yy
+    predict, info = ngram_classifier(toy(100), toy(50), n_max=2, vocab_size=5)
+    xs, ys = toy(50)
+    assert info["val"] == 1.0 and (predict(xs) == ys).all()
+    # the book's task: a bag of characters cannot see swapped letters
+    train = typo_windows(TEXT, VOCAB, "train", 200, seed=3)
+    val = typo_windows(TEXT, VOCAB, "val", 200, seed=0)
+    assert ngram_classifier(train, val, n_max=1)[1]["val"] < 0.6
+    words = known_words("the cat sat on the mat, merrily")
+    assert {"merrily", "cat", "on"} <= words
+    rows = torch.stack([VOCAB.encode("the mat is merrily sat\n"), VOCAB.encode("the mat is mrerily sat\n")])
+    assert dictionary_classifier(VOCAB, words)(rows).tolist() == [0, 1]   # "is" is too short to check
 
 
 def test_mask_tokens_rule_and_errors():
@@ -98,26 +155,37 @@ def test_non_causal_attention_sees_the_future():
 
 
 def test_classifier_features_and_errors():
-    body = GPT(GPTConfig(len(VOCAB), 64, 1, 2, 16))
-    clf = GPTClassifier(body, 6)
-    assert clf(torch.randint(0, len(VOCAB), (3, 20))).shape == (3, 6)
+    torch.manual_seed(0)
+    body = GPT(GPTConfig(len(VOCAB), 64, 1, 2, 16)).eval()
+    clf = GPTClassifier(body, 2)
+    x = torch.randint(0, len(VOCAB), (3, 20))
+    assert clf(x).shape == (3, 2) and clf.features(x).shape == (3, 16 + 3)
+    s = clf.surprisal(x)                                        # -log p of each next character
+    assert s.shape == (3, 19)
+    assert torch.allclose(s.mean(), lm_loss(body(x[:, :-1]), x[:, 1:]), atol=1e-5)
+    f = clf.features(x)
+    assert torch.allclose(f[:, 16], s.mean(1)) and torch.allclose(f[:, 17], s.max(1).values)
+    assert torch.allclose(f[:, 18], s.topk(3, 1).values.mean(1))
     with pytest.raises(ValueError, match="block_size"):
         clf(torch.zeros(1, 65, dtype=torch.long))
     with pytest.raises(ValueError, match="long"):
         clf(torch.zeros(1, 5))
+    with pytest.raises(ValueError, match="at least 2"):
+        clf(torch.zeros(1, 1, dtype=torch.long))
 
 
 def test_finetune_probe_freezes_body_and_full_does_not():
     torch.manual_seed(0)
     body = GPT(GPTConfig(len(VOCAB), 64, 1, 2, 16))
     before = body.tok.weight.clone()
-    data = play_windows(TEXT, VOCAB, "train", per_class=4, seed=0)
-    clf, hist = finetune(body, data, data, len(TASK_PLAYS), steps=4, mode="probe", log_every=2)
+    data = typo_windows(TEXT, VOCAB, "train", 8, seed=0)
+    clf, hist = finetune(body, data, data, len(TASK_LABELS), steps=4, mode="probe", log_every=2)
     assert torch.equal(body.tok.weight, before) and len(hist.val_acc) == 2
-    clf, _ = finetune(body, data, data, len(TASK_PLAYS), steps=2, mode="full", log_every=2)
+    assert not clf.training
+    clf, _ = finetune(body, data, data, len(TASK_LABELS), steps=2, mode="full", body_lr=1e-3, log_every=2)
     assert not torch.equal(body.tok.weight, before)
     with pytest.raises(ValueError, match="mode"):
-        finetune(body, data, data, 6, steps=1, mode="lora")
+        finetune(body, data, data, 2, steps=1, mode="lora")
 
 
 def test_checkpoint_roundtrip_and_weights_only(tmp_path):
@@ -166,7 +234,7 @@ def test_checks_accept_solutions_and_reject_wrong_ones():
                                                               torch.where(c & (r < 0.9), ri, x)))
         check.causal_pairs(lambda ids: (ids[:-1], ids[1:]))
         check.masked_ce(lambda lg, lb: F.cross_entropy(lg[lb != -100], lb[lb != -100]))
-        check.probe_params(lambda C, K: C * K + K)
+        check.probe_params(lambda n_features, n_classes: n_features * n_classes + n_classes)
         check.leaked_fraction(lambda s, b, h: (~h[s[:, None] + torch.arange(b)]).any(1).float().mean().item())
         for name, wrong in [("bert_corrupt", lambda x, c, r, m, ri: torch.where(c, torch.full_like(x, m), x)),
                             ("causal_pairs", lambda ids: (ids[1:], ids[:-1])),
