@@ -41,6 +41,7 @@ if str(ROOT) not in sys.path:      # run as a script from anywhere: import the c
 from book.config import Env  # noqa: E402
 from book.lab.distributed import zero_memory  # noqa: E402
 from book.lab.efficiency import DeepMLP, SavedTensorMeter, layernorm_gelu  # noqa: E402
+from book.lab.pretraining import TASK_LABELS  # noqa: E402
 from book.nn.counting import count_params  # noqa: E402
 from book.nn.gpt import GPT, GPTConfig  # noqa: E402
 from book.nn.losses import lm_loss as _lm_loss  # noqa: E402
@@ -267,7 +268,7 @@ def n_params_of(build) -> int:
 class _Classifier(nn.Module):
     """book.lab.pretraining.GPTClassifier on a fresh body (its checkpoint's shape: book.lab.pretraining.RECIPE)."""
 
-    def __init__(self, n_layer, n_head, n_embd, block, n_classes=6, lora_rank=0):
+    def __init__(self, n_layer, n_head, n_embd, block, n_classes=len(TASK_LABELS), lora_rank=0):
         super().__init__()
         from book.lab.pretraining import GPTClassifier
         self.clf = GPTClassifier(GPT(GPTConfig(VOCAB, block, n_layer, n_head, n_embd)), n_classes)
@@ -321,12 +322,13 @@ def ch_applications(c):
     L, H, D, T = recipe_shape()
     clf = lambda: _Classifier(L, H, D, T)  # noqa: E731
     text_clf = train_state(n_params_of(clf), "adamw")
-    windows = (6 * c.text_per_class + 600) * (T + 1) * 8     # train + test windows, int64
+    k = len(TASK_LABELS)                                     # clean / misspelled windows, int64
+    windows = k * (c.text_per_class + c.text_val_per_class + c.text_test_per_class) * (T + 1) * 8
     phases = [
         Phase(Workload(f"GPTClassifier({gpt_desc(L, H, D, T)})", clf, tokens(T), 32, ce_labels, "adamw"), 0,
               windows, False, "fine-tune the shipped GPT, batch 32"),
-        Phase(Workload(f"GPTClassifier({gpt_desc(L, H, D, T)})", clf, tokens(T), 600, None, "adamw"), 0, windows,
-              False, "evaluate 600 test windows at once"),
+        Phase(Workload(f"GPTClassifier({gpt_desc(L, H, D, T)})", clf, tokens(T), k * c.text_test_per_class, None,
+                       "adamw"), 0, windows, False, f"evaluate {k * c.text_test_per_class} test windows at once"),
     ]
     for p in lenet_chapter(c, full=c.full_mnist, extra=text_clf + windows):
         p.note += "; the text classifier kept alive"
@@ -476,13 +478,14 @@ def ch_lora(c):
     L, H, D, T = recipe_shape()
     n_clf = n_params_of(lambda: _Classifier(L, H, D, T))
     kept = (len(c.ranks) + 3) * train_state(n_clf, None, grads=True)   # `results` keeps every run's model
-    windows = 6 * (c.per_class + c.test_per_class) * T * 8
+    k = len(TASK_LABELS)
+    windows = k * (c.per_class + c.val_per_class + c.test_per_class) * T * 8
     full = lambda: _Classifier(L, H, D, T)  # noqa: E731
     desc = f"GPTClassifier({gpt_desc(L, H, D, T)})"
     return [Phase(Workload(desc, full, tokens(c.block), 32, ce_labels, "adamw"), windows, kept, False,
                   f"full fine-tune, batch 32; all {len(c.ranks) + 2} earlier runs' models kept (results dict)"),
-            Phase(Workload(desc, full, tokens(c.block), 6 * c.test_per_class, None, "adamw"), windows, kept, False,
-                  f"validation on {6 * c.test_per_class} test windows at once (evaluate batch 2048)")]
+            Phase(Workload(desc, full, tokens(c.block), k * c.test_per_class, None, "adamw"), windows, kept, False,
+                  f"scoring {k * c.test_per_class} test windows at once (evaluate batch 2048)")]
 
 
 def ch_losses_activations(c):
@@ -501,16 +504,17 @@ def ch_pretraining(c):
     n = n_params_of(g)
     demo = lambda: GPT(GPTConfig(VOCAB + 1, c.demo_block, 2, 4, c.demo_embd))  # noqa: E731
     demos = 2 * train_state(n_params_of(demo), "adamw")
-    windows = 6 * (c.per_class + c.test_per_class) * T * 8
+    k = len(TASK_LABELS)
+    windows = k * (c.per_class + c.val_per_class + c.test_per_class) * T * 8
     clf = lambda: _Classifier(L, H, D, T)  # noqa: E731
     return [
         Phase(Workload(gpt_desc(L, H, D, T), g, tokens(T), r.get("batch", 32), lm_loss, "adamw"), 0, demos, False,
               "build_checkpoint: live pretraining (gpu profile); the two demo models kept"),
         Phase(Workload(gpt_desc(L, H, D, T), g, tokens(T), 256, None, "adamw"), 0, demos, False,
               "lm_val_loss on 256 windows"),
-        Phase(Workload(f"GPTClassifier({gpt_desc(L, H, D, T)})", clf, tokens(T), 6 * c.test_per_class, None,
+        Phase(Workload(f"GPTClassifier({gpt_desc(L, H, D, T)})", clf, tokens(T), k * c.test_per_class, None,
                        "adamw"), windows, demos + 3 * train_state(n, "adamw"), False,
-              f"fine-tune validation on {6 * c.test_per_class} windows; pretrained, scratch and probe bodies kept"),
+              f"scoring {k * c.test_per_class} test windows; pretrained, scratch and probe bodies kept"),
     ]
 
 
