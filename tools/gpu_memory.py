@@ -46,6 +46,7 @@ from book.nn.counting import count_params  # noqa: E402
 from book.nn.gpt import GPT, GPTConfig  # noqa: E402
 from book.nn.losses import lm_loss as _lm_loss  # noqa: E402
 from book.nn.models import LeNet, deep_mlp  # noqa: E402
+from book.nn.models import SmallCNN  # noqa: E402
 
 GiB, MiB = 2 ** 30, 2 ** 20
 T4_USABLE = 15 * GiB          # nvidia-smi shows 15,360 MiB on Colab's T4 (sold as "16 GB")
@@ -343,6 +344,24 @@ def ch_cnn(c):
     return phases
 
 
+def ch_modern_cnn(c):
+    build = lambda: SmallCNN(tuple(c.channels))  # noqa: E731
+    desc = f"SmallCNN{tuple(c.channels)}"
+    n = n_params_of(build)
+    # every trained network stays alive (seeds CNNs + seeds MLPs + avg, stride, GAP, separable), each about
+    # n parameters with its last gradients; plus one shifted copy of the 1,000 validation images
+    kept = (2 * c.seeds + 4) * train_state(n, None) + 1000 * MNIST_PIXELS * FP32
+    data = mnist_bytes(c.full_mnist)
+    return [
+        Phase(Workload(desc, build, images, 64, ce_labels, "adam"), data, kept, True,
+              "train, batch 64; the other trained networks kept"),
+        Phase(Workload(desc, build, images, 2048, None, "adam"), data, kept, False,
+              "evaluate shifted validation images, batch 2048 (no grad)"),
+        Phase(Workload(desc, build, images, c.n_maps, ce_labels, "adam"), data, kept, False,
+              f"saliency / SmoothGrad: input gradients of n_maps={c.n_maps} images at once"),
+    ]
+
+
 def ch_compression(c):
     n = n_params_of(lambda: LeNet(width=c.width))
     phases = lenet_chapter(c, full=False, eval_n=8000)
@@ -468,10 +487,34 @@ def ch_gradient_descent(c):
     n = n_params_of(mlp)
     data = mnist_bytes(c.full_mnist)
     desc = f"MLP 784-{c.hidden}-128-10"
+    small = lambda: nn.Sequential(nn.Flatten(), nn.Linear(784, 64), nn.ReLU(), nn.Linear(64, 10))  # noqa: E731
     return [Phase(Workload(desc, mlp, images, 64, ce_labels, "adam"), data, train_state(n, "adam"), True,
                   "second MLP trained while the first (+grads, Adam) is kept"),
             Phase(Workload(desc, mlp, images, 2048, None, "adam"), data, train_state(n, "adam"), False,
-                  "evaluate, batch 2048")]
+                  "evaluate, batch 2048"),
+            # gradient_noise: per-example gradients of the small MLP, 500 at a time (fp32 + a float64 copy)
+            Phase(Workload("MLP 784-64-10", small, images, 64, ce_labels, "sgd"), data,
+                  train_state(n, "adam") + 500 * n_params_of(small) * (FP32 + FP32 + 8), False,
+                  "gradient noise: per-example gradients in chunks of 500")]
+
+
+def ch_optimisation(c):
+    def mlp(hidden):
+        return lambda: nn.Sequential(nn.Flatten(), nn.Linear(784, hidden), nn.ReLU(), nn.Linear(hidden, 10))
+    data = mnist_bytes(c.full_mnist)
+    n_sched, n_land = n_params_of(mlp(c.sched_hidden)), n_params_of(mlp(c.land_hidden))
+    kept = 6 * train_state(n_sched, None)          # the six schedule runs' models (+grads) stay in `trained`
+    steps = c.land_epochs * math.ceil((60_000 if c.full_mnist else 8_000) / 64)
+    path = (steps // c.land_log + 2) * n_land * FP32   # TrajectoryView's parameter copies, on the device
+    linear = lambda: nn.Sequential(nn.Flatten(), nn.Linear(784, 10))  # noqa: E731
+    return [Phase(Workload("Linear 784-10", linear, images, 64, ce_labels, "sgd"), data, 0, False,
+                  "L1 / L2 runs, batch 64"),
+            Phase(Workload(f"MLP 784-{c.sched_hidden}-10", mlp(c.sched_hidden), images, 64, ce_labels,
+                           "sgd_momentum"), data, kept, False, "schedule runs, batch 64; earlier runs kept"),
+            Phase(Workload(f"MLP 784-{c.land_hidden}-10", mlp(c.land_hidden), images, 64, ce_labels,
+                           "sgd_momentum"), data, kept + path, False, "trajectory run, parameter copies kept"),
+            Phase(Workload(f"MLP 784-{c.land_hidden}-10", mlp(c.land_hidden), images, c.land_examples, None,
+                           None), data, kept + path, False, f"loss grid, batch {c.land_examples} (no grad)")]
 
 
 def ch_lora(c):
@@ -571,6 +614,23 @@ def ch_rnn(c):
                   "validation, 64 windows")]
 
 
+def ch_seq2seq(c):
+    from book.lab.seq2seq import VOCAB as S2S_VOCAB
+    from book.lab.seq2seq import Seq2Seq, seq_loss
+
+    def pairs(batch, device):       # full-length strings: the longest unroll of encoder and decoder
+        return (torch.full((batch, c.max_len), 3, dtype=torch.long, device=device),
+                torch.full((batch, c.max_len + 1), 3, dtype=torch.long, device=device))
+
+    model = lambda: Seq2Seq(S2S_VOCAB, c.emb, c.hidden, attention=True)  # noqa: E731
+    desc = f"Seq2Seq(GRU {c.hidden}, additive attention), strings of {c.max_len}"
+    data = (c.n_train + c.n_val + c.n_test) * (2 * c.max_len + 1) * 8
+    return [Phase(Workload(desc, model, pairs, c.batch, lambda out, xs: seq_loss(out.float(), xs[1]), "adam"),
+                  data, 0, False, f"training, batch {c.batch}; batches are moved to the device one at a time"),
+            Phase(Workload(desc, model, pairs, c.n_test, None, "adam"), data, 0, False,
+                  f"greedy decoding of the {c.n_test} test strings at once")]
+
+
 def ch_scaling_laws(c):
     w = max(c.widths)
     g = gpt(c.n_layer, max(1, w // 16), w, c.block)
@@ -600,28 +660,87 @@ def ch_training_practice(c):
                   False, "evaluate 2000 test images")]
 
 
+def ch_residual_nets(c):
+    from book.nn.models import ResidualMLP, SmallResNet
+    mlp = lambda: ResidualMLP(c.depth, c.width, skip=False)  # noqa: E731
+    res = lambda: SmallResNet(c.widths, c.blocks, skip=True)  # noqa: E731
+    n_mlp, n_res = n_params_of(mlp), n_params_of(res)
+    kept = 2 * train_state(n_res, None)       # plain CNN and ResNet kept alive for the later sections
+    return [Phase(Workload(f"ResidualMLP(depth {c.depth}, width {c.width})", mlp, images, 64, ce_labels,
+                           "adam"), mnist_bytes(False), 0, False, "MLP runs, batch 64, one at a time"),
+            Phase(Workload(f"SmallResNet({c.widths}, blocks {c.blocks})", res, images, 64, ce_labels,
+                           "adam"), mnist_bytes(False), train_state(n_mlp, None) + kept, False,
+                  "ResNet training, batch 64; plain CNN kept"),
+            Phase(Workload(f"SmallResNet({c.widths}, blocks {c.blocks})", res, images, 2048, None, None),
+                  mnist_bytes(False), kept, False, "evaluate, batch 2048 (no grad)")]
+
+
+def ch_modern_block(c):
+    from book.lab.modern_block import arms
+    from book.nn.modern import ModernConfig, ModernGPT
+    configs = list(arms(ModernConfig(VOCAB, c.block, c.n_layer, c.n_head, c.n_embd), c.n_kv_head).values())
+    kept = c.seeds * len(configs) * train_state(n_params_of(lambda: ModernGPT(configs[0])), None, grads=False)
+    val = 2 * 2 * c.val_windows * c.block * 8           # validation and test windows (int64 x, y)
+    desc = f"ModernGPT {c.n_layer}L/{c.n_head}H ({c.n_kv_head} kv)/{c.n_embd}d, block {c.block}"
+    model = lambda: ModernGPT(configs[-1])   # noqa: E731  (all four changes; every arm has its size)
+    return [Phase(Workload(desc, model, tokens(c.block), c.batch, lm_loss, "adamw"), val, kept, False,
+                  f"fit, batch {c.batch}, AdamW; every arm's model of every seed kept"),
+            Phase(Workload(desc, model, tokens(c.block), min(2048, c.val_windows), None, "adamw"), val, kept,
+                  False, f"validation, {c.val_windows} windows (no grad)")]
+
+
+def ch_attention_math(c):
+    T = max(c.lengths)            # the cost measurement: one head, (T, d_cost) inputs on env.device
+    qkv = 3 * T * c.d_cost * FP32 * 2          # q, k, v and their gradients' room
+    return [Phase(None, extra=3 * T * T * FP32 + qkv, model_desc=f"attention at T={T}, d={c.d_cost}",
+                  note="scores, scaled scores and weights (T x T each) alive at once; autograd keeps the weights")]
+
+
+def ch_transformer_block(c):
+    from book.lab.transformer_block import StageLM, build_up
+    stages = build_up(c.n_head)
+    deep = [s.but(s.name, n_layer=c.depth) for s in stages[3:]]
+    kept = c.seeds * sum(train_state(n_params_of(lambda s=s: StageLM(s, VOCAB, c.block, c.n_embd)), None,
+                                     grads=False) for s in stages + deep)   # every run's model is kept
+    model = lambda: StageLM(deep[-1], VOCAB, c.block, c.n_embd)  # noqa: E731
+    desc = f"StageLM({c.depth} blocks, {c.n_head} heads, {c.n_embd}d), block {c.block}"
+    windows = c.val_chars // c.block
+    val = 2 * windows * c.block * 8 + 2 * 56_000 * 8          # validation and test windows (int64 x, y)
+    return [Phase(Workload(desc, model, tokens(c.block), c.batch, lm_loss, "adamw"), val, kept, False,
+                  f"deepest stage, batch {c.batch}, AdamW; all earlier runs' models kept"),
+            Phase(Workload(desc, model, tokens(c.block), min(2048, windows), None, "adamw"), val, kept, False,
+                  f"validation, {windows} windows in batches of {min(2048, windows)} (no grad)")]
+
+
 CHAPTERS: dict[str, Callable[[SimpleNamespace], list[Phase]]] = {
     "adversarial": ch_adversarial,
     "applications": ch_applications,
-    "attention_math": no_gpu("runs on the CPU only (no tensor is moved to env.device)"),
+    "attention_math": ch_attention_math,
     "backprop": no_gpu("scratch autodiff on the CPU only"),
     "cnn": ch_cnn,
+    "modern_cnn": ch_modern_cnn,
     "compression": ch_compression,
     "core_concepts": ch_core_concepts,
     "distributed": no_gpu("one T4 < 2 processes: default_backend picks gloo, DDP runs on the CPU"),
     "efficiency": ch_efficiency,
+    "generalisation": no_gpu("closed-form least squares in NumPy on the CPU; nothing on the GPU"),
     "generative": ch_generative,
     "gpt": ch_gpt,
     "gradient_descent": ch_gradient_descent,
     "history": no_gpu("plots a table; nothing on the GPU"),
     "lora": ch_lora,
     "losses_activations": ch_losses_activations,
+    "optimisation": ch_optimisation,
     "pretraining": ch_pretraining,
     "recsys_rl": ch_recsys_rl,
+    "residual_nets": ch_residual_nets,
     "rnn": ch_rnn,
+    "seq2seq": ch_seq2seq,
     "scaling_laws": ch_scaling_laws,
     "tools": ch_tools,
     "training_practice": ch_training_practice,
+    "transformer_block": ch_transformer_block,
+    "modern_block": ch_modern_block,
     "trends": no_gpu("load_checkpoint() and lm_val_loss run on the CPU (no device= given)"),
 }
 

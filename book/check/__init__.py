@@ -9,10 +9,12 @@ from book.check.core import Case, CheckFailed, close, raising, results, run_case
 
 # The one way a module's checks are registered: its name here and its ``__all__``. A misspelt name fails
 # at import; tests/unit/test_check.py fails if a module of this folder is missing from the tuple.
-MODULES = ("history", "core_concepts", "losses_activations", "backprop", "gradient_descent", "attention_math",
-           "training_practice", "cnn", "rnn", "gpt", "pretraining", "lora", "adversarial", "efficiency",
-           "distributed", "compression", "scaling_laws", "applications", "generative", "recsys_rl", "tools",
-           "trends")
+MODULES = ("history", "core_concepts", "generalisation",
+           "losses_activations", "backprop", "gradient_descent", "optimisation", "attention_math",
+           "training_practice", "residual_nets", "cnn", "modern_cnn", "rnn", "seq2seq", "transformer_block",
+           "gpt", "pretraining", "lora", "adversarial",
+           "efficiency", "distributed", "compression", "scaling_laws", "applications", "generative", "recsys_rl",
+           "tools", "trends", "modern_block")
 
 for _topic in MODULES:
     _mod = _importlib.import_module(f"{__name__}.{_topic}")

@@ -43,6 +43,15 @@ def _csr_ref(w):
     return 4 * nnz + 8 * nnz + 8 * (w.shape[0] + 1)
 
 
+# ---- attention_math
+def _score_std_ref(d, sigma_q, sigma_k):
+    return math.sqrt(d) * sigma_q * sigma_k      # Var(q·k) = d σ_q² σ_k²
+
+
+def _attention_crossover_ref(C):
+    return 2 * C                                 # 4 T² C = 8 T C²
+
+
 # ---- efficiency
 def _best_ref(depth):
     return min(range(1, depth + 1), key=lambda s: (s + math.ceil(depth / s), s))
@@ -79,6 +88,30 @@ def _gan_ref(pd, pm):
 def _momentum_ref(theta, v, grad, lr, mu):
     v_new = mu * v + grad
     return theta - lr * v_new, v_new
+
+
+# ---- gradient_descent
+def _best_lr_ref(curvatures):
+    return 2.0 / (min(curvatures) + max(curvatures))
+
+
+def _minibatch_var_ref(per_example, b):
+    n = len(per_example)
+    trace = float(((per_example - per_example.mean(0)) ** 2).sum(1).mean())
+    return trace / b * (n - b) / (n - 1)
+
+
+# ---- optimisation
+def _nesterov_lr_ref(curvature, mu):
+    return 2 * (1 + mu) / (curvature * (1 + 2 * mu))
+
+
+def _halving_ref(lr, weight_decay):
+    return math.ceil(math.log(0.5) / math.log(1 - lr * weight_decay))
+
+
+def _lasso_max_ref(X, y):
+    return float((X.T @ y).abs().max() / len(y))
 
 
 # ---- pretraining
@@ -128,8 +161,116 @@ def _init_std_ref(kind, fan_in, fan_out):
     return math.sqrt(2 / (fan_in + fan_out)) if kind == "xavier" else math.sqrt(2 / fan_in)
 
 
+def _leaky_he_std_ref(fan_in, slope):
+    return torch.nn.init.calculate_gain("leaky_relu", slope) / math.sqrt(fan_in)
+
+
+def _layers_to_vanish_ref(width, std, factor):
+    per_layer = math.sqrt(width * std ** 2 / 2)      # ReLU: E[relu(z)²] = Var(z)/2
+    return math.ceil(math.log(factor) / math.log(per_layer))
+
+
+# ---- residual_nets
+def _running_mean_ref(k, m, momentum):
+    from book.nn.norm import BatchNorm
+    bn = BatchNorm(1, momentum=momentum).double()
+    x = torch.tensor([[m - 1.0], [m + 1.0]], dtype=torch.float64)   # batch mean m
+    for _ in range(k):
+        bn(x)
+    return bn.running_mean.item()
+
+
+def _branch_scale_ref(L):
+    return math.sqrt(2 ** (1 / L) - 1)
+
+
+def _block_params_ref(c_in, c_out, stride):
+    from book.nn.models import BasicBlock
+    return sum(p.numel() for p in BasicBlock(c_in, c_out, stride).parameters())
+
+
 def _warmup_cosine_ref(step, total, warmup, base):
     if step < warmup:
         return base * (step + 1) / warmup
     return base * 0.5 * (1 + math.cos(math.pi * (step - warmup) / (total - warmup)))
 
+
+# ---- generalisation
+def _mean_baseline_ref(var_y, n):
+    return var_y * (1 + 1 / n)
+
+
+def _ols_train_ref(n, p, sigma):
+    return sigma ** 2 * (n - p) / n
+
+
+def _best_of_ref(m, s):
+    # s * E[max of m standard normals] = s * integral of x * m * phi(x) * Phi(x)^(m-1), on a fine grid
+    x = np.linspace(-12, 12, 200001)
+    phi = np.exp(-x * x / 2) / math.sqrt(2 * math.pi)
+    cdf = 0.5 * (1 + torch.erf(torch.from_numpy(x / math.sqrt(2)))).numpy()
+    return float(s * np.trapezoid(x * m * phi * cdf ** (m - 1), x))
+
+
+# ---- core_concepts
+def _crossover_ref(d_model, d_ff):
+    return 2 * d_model + d_ff
+
+
+def _acc_std_ref(acc, m):
+    return math.sqrt(acc * (1 - acc) / m)
+
+
+# ---- history
+def _tokens_doubling_ref(t_params, t_compute):
+    return 1 / (1 / t_compute - 1 / t_params)
+
+
+def _loo_doubling_ref(years, values):
+    years, values = np.asarray(years, float), np.asarray(values, float)
+    months = []
+    for i in range(len(years)):
+        keep = np.arange(len(years)) != i
+        slope = np.polyfit(years[keep], np.log10(values[keep]), 1)[0]
+        months.append(12 * math.log10(2) / slope)
+    return (min(months), max(months))
+
+
+# ---- gpt
+def _kv_floats_ref(n_layer, n_embd, T, batch):
+    return 2 * n_layer * batch * T * n_embd
+
+
+def _positions_ref(prompt_len, n_new, use_cache):
+    if use_cache:
+        return prompt_len + n_new
+    return (n_new + 1) * prompt_len + n_new * (n_new + 1) // 2
+
+
+
+# ---- modern_cnn
+def _exact_shifts_ref(layers, max_shift):
+    from book.nn.conv import receptive_field
+    jump = receptive_field(layers)[1]
+    return [d for d in range(1, max_shift + 1) if d % jump == 0]
+
+
+# ---- rnn
+def _forget_bias_ref(keep, k):
+    f = keep ** (1.0 / k)               # sigmoid(b) ** k = keep
+    return math.log(f / (1 - f))
+
+
+def _char_lstm_params_ref(V, H, layers):
+    from book.nn.rnn import CharLSTM
+    return sum(p.numel() for p in CharLSTM(V, H, layers).parameters())
+
+
+# ---- seq2seq
+def _copy_acc_ref(L, V):
+    mid = L % 2                          # the middle letter of an odd length is in place
+    return (1 + mid + (L - mid) / V) / (L + 1)   # + 1: the end token is always right
+
+
+def _p_seen_ref(L, n_train, n_lengths, V):
+    return 1 - (1 - 1 / (n_lengths * V ** L)) ** n_train

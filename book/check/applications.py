@@ -5,7 +5,8 @@ import torch
 
 from book.check.core import Case, run_cases
 
-__all__ = ["confusion", "precision_recall", "macro_f1", "topk_accuracy"]
+__all__ = ["confusion", "precision_recall", "macro_f1", "topk_accuracy", "always_healthy_macro_f1",
+           "precision_at"]
 
 
 def _cm(t, p, k):
@@ -67,3 +68,26 @@ def topk_accuracy(fn) -> None:
                       public=False, label="random, k=5"))
     run_cases("topk_accuracy", lambda *a: float(fn(*a)), cases,
               hint="logits.topk(k, dim=-1).indices, compare with y[:, None]")
+
+
+def always_healthy_macro_f1(fn) -> None:
+    """``fn(p)`` -> macro-F1 of the classifier that always says "healthy" when a fraction p is ill."""
+    # the expected values are the derived formula evaluated (not shown here: deriving it is the exercise)
+    cases = [Case((0.01,), 0.49748743718592964, label="p = 0.01: the screening example"),
+             Case((0.5,), 0.3333333333333333, label="p = 0.5: balanced classes"),
+             Case((0.1,), 0.47368421052631576, public=False, label="p = 0.1"),
+             Case((0.2,), 0.4444444444444444, public=False, label="p = 0.2")]
+    run_cases("always_healthy_macro_f1", lambda p: float(fn(p)), cases,
+              hint="the healthy class has recall 1 and precision 1 - p; the ill class has F1 0; average the two")
+
+
+def precision_at(fn) -> None:
+    """``fn(recall, false_alarm_rate, prevalence)`` -> precision when a share ``prevalence`` is positive."""
+    cases = [Case((1.0, 0.213, 0.5), 0.8244023083264632,
+                  label="recall 1, false alarms 0.213, half positive (the dictionary on the test passages)"),
+             Case((1.0, 0.213, 0.01), 0.0452755014261783, label="the same classifier, 1 % positive"),
+             Case((0.95, 0.03, 0.05), 0.625, public=False, label="recall 0.95, false alarms 0.03, 5 % positive"),
+             Case((0.6, 0.1, 0.2), 0.6, public=False, label="recall 0.6, false alarms 0.1, 20 % positive")]
+    run_cases("precision_at", lambda *a: float(fn(*a)), cases,
+              hint="flagged positives: recall x prevalence; flagged negatives: false-alarm rate x (1 - prevalence); "
+                   "precision is the share of the flagged that are positive")

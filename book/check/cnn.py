@@ -5,7 +5,7 @@ import torch
 
 from book.check.core import Case, _g, run_cases
 
-__all__ = ['conv_output_size', 'conv2d_single', 'maxpool2x2', 'conv2d_multi']
+__all__ = ['conv_output_size', 'conv2d_single', 'maxpool2x2', 'conv2d_multi', 'dilated_stack_rf', 'avgpool_kernel']
 
 
 # ---------------------------------------------------------------------------- Part III: convolution
@@ -52,3 +52,33 @@ def conv2d_multi(fn) -> None:
         x, w, b = (torch.randn(shape, generator=g, dtype=torch.float64) for shape in ((n, c, h, h), (o, c, k, k), (o,)))
         cases.append(Case((x, w, b), F.conv2d(x, w, b), public=i < 2, label=f"x {tuple(x.shape)}, w {tuple(w.shape)}"))
     run_cases("conv2d_multi", fn, cases, hint="unfold: F.unfold(x, k) is (N, C·k·k, L); multiply by w.view(O, -1)")
+
+
+def dilated_stack_rf(fn) -> None:
+    """``fn(n, k)`` -> receptive field of n stride-1 k×k convolutions with dilations 1, 2, 4, ..., 2^(n-1)."""
+    from book.nn.conv import receptive_field
+    params = [(1, 3), (2, 3), (3, 3), (4, 2), (5, 3), (6, 5), (10, 3)]
+    cases = [Case(p, receptive_field([(p[1], 1, 2 ** i) for i in range(p[0])])[0], public=i < 3,
+                  label=f"n={p[0]}, k={p[1]}") for i, p in enumerate(params)]
+    run_cases("dilated_stack_rf", fn, cases, hint="each layer adds (k − 1)·dilation; the dilations double")
+
+
+def avgpool_kernel(fn) -> None:
+    """``fn(C, k)`` -> weight w (C, 1, k, k) with F.conv2d(x, w, stride=k, groups=C) == F.avg_pool2d(x, k)."""
+    import torch.nn.functional as F
+    if not callable(fn):
+        raise TypeError(f"check.avgpool_kernel takes your function itself, not {type(fn).__name__}")
+    g = _g(20)
+
+    def pooled(C, k, x):          # what the reader's kernel computes, as a grouped convolution
+        w = fn(C, k)
+        if not isinstance(w, torch.Tensor) or tuple(w.shape) != (C, 1, k, k):
+            got = tuple(w.shape) if isinstance(w, torch.Tensor) else type(w).__name__
+            raise ValueError(f"expected a tensor of shape {(C, 1, k, k)}, got {got}")
+        return F.conv2d(x, w.to(x.dtype), stride=k, groups=C)
+    cases = []
+    for i, (C, k, h) in enumerate([(1, 2, 4), (3, 2, 8), (4, 3, 9), (2, 4, 8)]):
+        x = torch.randn(2, C, h, h, generator=g, dtype=torch.float64)
+        cases.append(Case((C, k, x), F.avg_pool2d(x, k), public=i < 2, label=f"C={C}, k={k}, x {tuple(x.shape)}"))
+    run_cases("avgpool_kernel", pooled, cases,
+              hint="the mean of a window is a sum with equal weights 1/k²; groups=C: shape (C, 1, k, k)")

@@ -6,7 +6,8 @@ from torch import nn
 from book.check.core import Case, _rel, run_cases
 from book.nn.counting import block_params, count_params, mlp_flops
 
-__all__ = ['linear_params', 'mlp_forward_flops', 'conv2d_params', 'transformer_block_params']
+__all__ = ['linear_params', 'mlp_forward_flops', 'conv2d_params', 'transformer_block_params', 'attention_crossover',
+           'accuracy_std']
 
 
 def linear_params(fn) -> None:
@@ -39,3 +40,31 @@ def transformer_block_params(fn) -> None:
     run_cases("transformer_block_params", fn, cases, compare=_rel,
               hint="Q, K, V and output projections (4 d² + 4 d), two MLP layers (2·d·d_ff + d_ff + d), "
                    "two LayerNorms (2 d each)")
+
+
+def attention_crossover(fn) -> None:
+    """``fn(d_model, d_ff)`` -> the sequence length T at which the T² (attention) term of a Transformer
+    block's forward FLOPs equals the term linear in T (projections and MLP)."""
+    from book.check._reference import _crossover_ref as ref  # hidden from graded code
+    from book.nn.counting import block_flops
+    cases = [Case((64, 256), ref(64, 256), label="the chapter's block: d=64, d_ff=256"),
+             Case((768, 3072), ref(768, 3072), label="GPT-2 small: d=768, d_ff=3072"),
+             Case((12288, 49152), ref(12288, 49152), public=False), Case((8, 8), ref(8, 8), public=False)]
+    for case in cases:      # the answer must split book.nn.counting's count into two equal halves
+        d, f = case.args
+        t = case.expected
+        assert block_flops(d, f, t) == 2 * (2 * t * (4 * d * d + 2 * d * f))
+    run_cases("attention_crossover", fn, cases, compare=_rel,
+              hint="write the block's FLOPs as a·T + b·T² and solve a·T = b·T² for T > 0")
+
+
+def accuracy_std(fn) -> None:
+    """``fn(acc, m)`` -> standard deviation of the accuracy measured on ``m`` independent examples when
+    the true accuracy is ``acc``."""
+    from book.check._reference import _acc_std_ref as ref  # hidden from graded code
+    cases = [Case((0.5, 100), ref(0.5, 100), label="a coin, 100 examples"),
+             Case((0.9, 180), ref(0.9, 180), label="accuracy 0.9 on 180 validation points"),
+             Case((0.99, 10_000), ref(0.99, 10_000), public=False), Case((0.3, 7), ref(0.3, 7), public=False)]
+    run_cases("accuracy_std", fn, cases, compare=_rel,
+              hint="each example is right with probability acc, independently: what distribution does the "
+                   "number of right answers follow? A standard deviation, not a variance")

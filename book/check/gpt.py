@@ -5,7 +5,7 @@ import torch
 
 from book.check.core import Case, _g, close, run_cases
 
-__all__ = ['top_k_filter', 'top_p_filter', 'sinusoidal_pe', 'gpt_params']
+__all__ = ['top_k_filter', 'top_p_filter', 'sinusoidal_pe', 'gpt_params', 'kv_cache_floats', 'positions_processed']
 
 
 # ---------------------------------------------------------------------------- Part IV: Transformers
@@ -18,7 +18,7 @@ def top_k_filter(fn) -> None:
         z = torch.randn(20, generator=g)
         cases.append(Case((z, k), filter_logits(z, top_k=k), public=i == 0, label=f"20 logits, k={k}"))
     run_cases("top_k_filter", fn, cases,
-              hint="kth = torch.topk(logits, k).values[-1]; logits.masked_fill(logits < kth, -inf)")
+              hint="find the k-th largest logit (torch.topk); every logit below it becomes -inf, ties with it stay")
 
 
 def top_p_filter(fn) -> None:
@@ -56,3 +56,45 @@ def gpt_params(fn) -> None:
         cases.append(Case((V, T, L, C), n, public=i < 2, label=f"V={V}, block={T}, layers={L}, C={C}"))
     run_cases("gpt_params", fn, cases, hint="embeddings V·C + T·C (the output layer reuses V·C); per block: "
               "qkv 3C²+3C, proj C²+C, MLP 8C²+5C, two LayerNorms 4C; final LayerNorm 2C")
+
+
+def _tiny_gpt(n_layer, n_embd, block=64):
+    from book.nn.gpt import GPT, GPTConfig
+    torch.manual_seed(0)
+    return GPT(GPTConfig(vocab_size=7, block_size=block, n_layer=n_layer, n_head=2, n_embd=n_embd)).eval()
+
+
+def kv_cache_floats(fn) -> None:
+    """``fn(n_layer, n_embd, T, batch)`` -> numbers held by the KV cache of ``book.nn.gpt.GPT`` after it
+    has processed ``T`` positions of ``batch`` sequences."""
+    from book.check._reference import _kv_floats_ref as ref  # hidden from graded code
+    cases = []
+    for i, (L, C, T, B) in enumerate([(2, 16, 10, 1), (3, 8, 5, 4), (1, 32, 33, 2)]):
+        caches = [[] for _ in range(L)]          # counted on the real model, not by a formula
+        with torch.no_grad():
+            _tiny_gpt(L, C)(torch.zeros(B, T, dtype=torch.long), caches)
+        n = sum(t.numel() for c in caches for t in c)
+        cases.append(Case((L, C, T, B), n, public=i < 2, label=f"{L} layers, C={C}, T={T}, batch {B}"))
+    cases.append(Case((12, 768, 1024, 1), ref(12, 768, 1024, 1), public=False, label="GPT-2 small, full window"))
+    run_cases("kv_cache_floats", fn, cases, compare=lambda g, e: close(g, e, rtol=0, atol=0.5),
+              hint="which tensors does each block's attention keep between calls, and what is their shape?")
+
+
+def positions_processed(fn) -> None:
+    """``fn(prompt_len, n_new, use_cache)`` -> token positions ``GPT.generate`` feeds through the model
+    for a prompt of ``prompt_len`` tokens and ``n_new`` new ones (prompt_len + n_new <= block_size)."""
+    model = _tiny_gpt(1, 8)
+    seen = []
+    hook = model.tok.register_forward_hook(lambda mod, inp, out: seen.append(inp[0].numel()))
+    cases = []
+    try:
+        for i, (p, n, cache) in enumerate([(5, 10, False), (5, 10, True), (1, 1, False), (12, 40, False),
+                                           (30, 20, True)]):
+            seen.clear()      # counted by a hook on the real model's token embedding
+            model.generate(torch.zeros(1, p, dtype=torch.long), n, greedy=True, use_cache=cache)
+            cases.append(Case((p, n, cache), sum(seen), public=i < 2,
+                              label=f"prompt {p}, {n} new, {'with' if cache else 'without'} cache"))
+    finally:
+        hook.remove()
+    run_cases("positions_processed", fn, cases, compare=lambda g, e: close(g, e, rtol=0, atol=0.5),
+              hint="read GPT.generate: how many calls of the model, and how long is each call's input?")

@@ -5,7 +5,7 @@ import torch
 
 from book.check.core import Case, run_cases
 
-__all__ = ["quadratic_grad", "momentum_step", "adam_step", "max_stable_lr"]
+__all__ = ["quadratic_grad", "momentum_step", "adam_step", "max_stable_lr", "best_fixed_lr", "minibatch_variance"]
 
 
 def _theta(*v):
@@ -78,3 +78,31 @@ def max_stable_lr(fn) -> None:
              Case(([1000.0, 1.0],), 0.002, public=False)]
     run_cases("max_stable_lr", fn, cases, hint="along direction i, GD multiplies θ_i by (1 - lr·λ_i) each "
               "step; it shrinks only while |1 - lr·λ_i| < 1")
+
+
+def best_fixed_lr(fn) -> None:
+    """``fn(curvatures)`` -> the constant learning rate that makes gradient descent on
+    f(θ) = ½ Σ λ_i θ_i² converge fastest from the worst start: it minimises ``max_i |1 - lr·λ_i|``."""
+    from book.check._reference import _best_lr_ref
+    cases = [Case(([1.0, 20.0],), _best_lr_ref([1.0, 20.0]), label="λ = [1, 20] (the chapter's quadratic)"),
+             Case(([4.0],), _best_lr_ref([4.0]), label="one direction: one step lands on the minimum"),
+             Case(([0.5, 4.0, 0.1],), _best_lr_ref([0.5, 4.0, 0.1]), public=False),
+             Case(([3.0, 3.0, 1000.0],), _best_lr_ref([3.0, 3.0, 1000.0]), public=False)]
+    run_cases("best_fixed_lr", fn, cases, hint="the worst contraction is set by the two extreme curvatures; "
+              "balance |1 - lr·λ_min| against |1 - lr·λ_max|")
+
+
+def minibatch_variance(fn) -> None:
+    """``fn(per_example, B)`` -> ``E|g_B - G|²`` when the B examples of a mini-batch are drawn *without*
+    replacement from the N rows of ``per_example`` (shape (N, P)); G is the mean row."""
+    from book.check._reference import _minibatch_var_ref
+    g = torch.Generator().manual_seed(5)
+    small = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 2.0], [2.0, -3.0]], dtype=torch.float64)
+    cases = [Case((small, 1), _minibatch_var_ref(small, 1), label="N = 4, B = 1 (one example: tr Σ)"),
+             Case((small, 2), _minibatch_var_ref(small, 2), label="N = 4, B = 2"),
+             Case((small, 4), _minibatch_var_ref(small, 4), label="B = N: the whole data set, no noise")]
+    for n, b in ((50, 7), (200, 64), (30, 29)):
+        x = torch.randn(n, 6, generator=g, dtype=torch.float64)
+        cases.append(Case((x, b), _minibatch_var_ref(x, b), public=False, label=f"random, N = {n}, B = {b}"))
+    run_cases("minibatch_variance", fn, cases, hint="with replacement it is tr Σ / B; without, the B "
+              "examples are negatively correlated (they cannot repeat): a factor (N - B) / (N - 1)")

@@ -5,9 +5,10 @@ import math
 
 import numpy as np
 
-from book.check.core import Case, _rel, run_cases
+from book.check.core import Case, _rel, close, run_cases
 
-__all__ = ['doubling_months', 'training_flops', 'log_slope', 'years_until']
+__all__ = ['doubling_months', 'training_flops', 'log_slope', 'years_until', 'tokens_doubling_months',
+           'loo_doubling_range']
 
 
 def doubling_months(fn) -> None:
@@ -17,7 +18,7 @@ def doubling_months(fn) -> None:
              Case((1.5,), 12 * math.log(2) / math.log(1.5), public=False),
              Case((1000.0,), 12 * math.log(2) / math.log(1000), public=False)]
     run_cases("doubling_months", fn, cases, compare=_rel,
-              hint="solve factor**(t/12) = 2 for t: t = 12·ln 2 / ln(factor)")
+              hint="solve factor**(t/12) = 2 for t by taking logarithms of both sides")
 
 
 def training_flops(fn) -> None:
@@ -38,7 +39,8 @@ def log_slope(fn) -> None:
         vals = 10 ** (slope * (years - 2012) + 6 + rng.normal(0, 0.2, len(years)))
         cases.append(Case((years.tolist(), vals.tolist()), float(np.polyfit(years, np.log10(vals), 1)[0]),
                           public=slope == 0.35, label="noisy growth"))
-    run_cases("log_slope", fn, cases, compare=_rel, hint="np.polyfit(years, np.log10(values), 1)[0]")
+    run_cases("log_slope", fn, cases, compare=_rel,
+              hint="fit a straight line to (year, log10 value): np.polyfit returns the slope first")
 
 
 def years_until(fn) -> None:
@@ -48,3 +50,32 @@ def years_until(fn) -> None:
              Case((5.0, 5.0, 3.0), 0.0, public=False), Case((1e6, 3e9, 9.0), 0.75 * math.log2(3000), public=False)]
     run_cases("years_until", fn, cases, compare=_rel, hint="number of doublings log2(target/current), each "
               "taking doubling_months / 12 years")
+
+
+def tokens_doubling_months(fn) -> None:
+    """``fn(t_params, t_compute)`` -> doubling time (months) of the training tokens D when parameters N
+    double every ``t_params`` months, compute C every ``t_compute`` months, and C = 6·N·D."""
+    from book.check._reference import _tokens_doubling_ref as ref  # hidden from graded code
+    cases = [Case((12.0, 6.0), ref(12.0, 6.0), label="N every 12 months, C every 6"),
+             Case((9.3, 3.4), ref(9.3, 3.4), label="doubling times like the chapter's fits"),
+             Case((24.0, 18.0), ref(24.0, 18.0), public=False), Case((5.0, 4.9), ref(5.0, 4.9), public=False)]
+    run_cases("tokens_doubling_months", fn, cases, compare=_rel,
+              hint="write each quantity as 2**(t / T) and divide: exponents subtract, doubling times do not")
+
+
+def loo_doubling_range(fn) -> None:
+    """``fn(years, values)`` -> ``(shortest, longest)`` doubling time in months among the log-linear fits
+    that leave out one point at a time."""
+    from book.check._reference import _loo_doubling_ref as ref  # hidden from graded code
+    from book.lab.history import load_timeline
+    rng = np.random.default_rng(5)
+    sized = [m for m in load_timeline() if m.parameters and m.year >= 2012]
+    real = ([m.year for m in sized], [m.parameters for m in sized])
+    years = np.arange(2010, 2021)
+    noisy = (years.tolist(), (10 ** (0.3 * (years - 2010) + rng.normal(0, 0.3, len(years)))).tolist())
+    cases = [Case(([2000, 2001, 2002], [1.0, 2.0, 4.0]), ref([2000, 2001, 2002], [1.0, 2.0, 4.0]),
+                  label="exact doubling every year: no spread"),
+             Case(real, ref(*real), label="the timeline's parameters since 2012"),
+             Case(noisy, ref(*noisy), public=False, label="noisy growth")]
+    run_cases("loo_doubling_range", fn, cases, compare=lambda g, e: close(tuple(g), e, rtol=1e-6),
+              hint="one fit per left-out point; each slope of log10(value) per year becomes a doubling time")

@@ -5,7 +5,7 @@ import torch
 
 from book.check.core import Case, run_cases
 
-__all__ = ["lora_params", "lora_forward", "merge_weight", "update_rank", "adam_training_bytes"]
+__all__ = ["lora_params", "lora_forward", "merge_weight", "update_rank", "adam_training_bytes", "break_even_rank"]
 
 
 def lora_params(fn) -> None:
@@ -58,3 +58,14 @@ def adam_training_bytes(fn) -> None:
              Case((7_000_000_000,), 84_000_000_000, label="7 B parameters in fp32: 84 GB"),
              Case((1000, 2), 6000, public=False, label="1000 parameters, 2-byte numbers")]
     run_cases("adam_training_bytes", fn, cases, hint="three numbers per trainable parameter")
+
+
+def break_even_rank(fn) -> None:
+    """``fn(d_in, d_out)`` -> the smallest integer rank at which LoRA trains at least as many numbers as the
+    dense ``d_out x d_in`` matrix it adapts."""
+    # the derived rank evaluated for each shape (deriving it is the exercise)
+    cases = [Case((4096, 4096), 2048, label="4096x4096"), Case((128, 512), 103, label="this chapter's mlp.0"),
+             Case((10, 20), 7, label="d_in=10, d_out=20"),
+             Case((768, 3072), 615, public=False, label="768 -> 3072"), Case((1, 1), 1, public=False, label="1x1")]
+    run_cases("break_even_rank", lambda di, do: int(fn(di, do)), cases,
+              hint="solve r (d_in + d_out) >= d_in d_out for r, then round up to a whole rank")

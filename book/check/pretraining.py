@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from book.check.core import Case, run_cases
 
-__all__ = ["bert_corrupt", "causal_pairs", "masked_ce", "probe_params", "leaked_fraction"]
+__all__ = ["bert_corrupt", "causal_pairs", "masked_ce", "probe_params", "leaked_fraction", "unchanged_share"]
 
 
 def bert_corrupt(fn) -> None:
@@ -74,3 +74,16 @@ def leaked_fraction(fn) -> None:
     s = torch.randint(0, 480, (40,), generator=g)
     cases.append(Case((s, 8, h), _leak_ref(s, 8, h), public=False, label="random mask"))
     run_cases("leaked_fraction", fn, cases, hint="index held with starts[:, None] + arange(block), then any over ~")
+
+
+def unchanged_share(fn) -> None:
+    """``fn(vocab_size)`` -> probability that a chosen position's input still equals its target under BERT's
+    80/10/10 rule, random tokens drawn uniformly from ``vocab_size`` real tokens."""
+    # the derived probability evaluated at each size (deriving it is the exercise)
+    cases = [Case((65,), 0.10153846153846154, label="65 characters (this chapter's vocabulary)"),
+             Case((2,), 0.15, label="2 tokens"),
+             Case((30522,), 0.10000327632527357, public=False, label="BERT's 30,522 WordPiece tokens"),
+             Case((1,), 0.2, public=False, label="1 token")]
+    run_cases("unchanged_share", lambda v: float(fn(v)), cases,
+              hint="two ways to stay the same: left alone, or replaced by a random token that happens to be "
+                   "the original one")

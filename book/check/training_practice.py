@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import torch
 
-from book.check.core import Case, _g, close, run_cases
+from book.check.core import Case, _g, _rel, close, run_cases
 
-__all__ = ['init_std', 'warmup_cosine_lr', 'clip_by_norm', 'batchnorm_forward']
+__all__ = ['init_std', 'warmup_cosine_lr', 'clip_by_norm', 'batchnorm_forward', 'leaky_he_std', 'layers_to_vanish']
 
 
 # ---------------------------------------------------------------------------- Part III: training in practice
@@ -57,3 +57,22 @@ def batchnorm_forward(fn) -> None:
                           label=f"({n}, {dim})"))
     run_cases("batchnorm_forward", fn, cases, hint="per feature: (x − mean) / sqrt(var + eps), with the *biased* "
               "variance (divide by N)")
+
+
+def leaky_he_std(fn) -> None:
+    """``fn(fan_in, slope)`` -> the weight std that keeps the forward variance of a leaky-ReLU net constant."""
+    from book.check._reference import _leaky_he_std_ref as ref  # hidden from graded code
+    params = [(784, 0.01), (256, 0.2), (100, 0.0), (64, 1.0), (1000, 0.5)]
+    cases = [Case(p, ref(*p), public=i < 2, label=f"fan_in={p[0]}, slope={p[1]}") for i, p in enumerate(params)]
+    run_cases("leaky_he_std", fn, cases, compare=_rel,
+              hint="E[f(z)²] = (1 + slope²)/2 · Var(z) for z symmetric around 0; solve fan_in·Var(w)·that = 1")
+
+
+def layers_to_vanish(fn) -> None:
+    """``fn(width, std, factor)`` -> the fewest ReLU layers that multiply the activation std by <= factor."""
+    from book.check._reference import _layers_to_vanish_ref as ref  # hidden from graded code
+    params = [(256, 0.01, 1e-6), (512, 0.05, 1e-3), (128, 0.1, 1e-2), (1024, 0.04, 0.5), (64, 0.01, 1e-9)]
+    cases = [Case(p, ref(*p), public=i < 2, label=f"width={p[0]}, std={p[1]}, factor={p[2]:g}")
+             for i, p in enumerate(params)]
+    run_cases("layers_to_vanish", fn, cases, compare=_rel,
+              hint="per layer the std is multiplied by r = sqrt(width·std²/2); the smallest L with r^L <= factor")

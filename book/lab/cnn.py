@@ -151,3 +151,65 @@ def augmented_batches(x: torch.Tensor, y: torch.Tensor, transform: Callable | No
         xb, yb = next(it)
         return (xb if transform is None else transform(xb, draws)), yb
     return get_batch
+
+
+# ---------------------------------------------------------------------------- receptive fields, shifts
+def shift(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """Translate images (..., H, W) by ``dy`` rows down and ``dx`` columns right; what leaves the frame is
+    lost, what enters is zero (black)."""
+    if x.ndim < 2:
+        raise ValueError(f"shift takes images (..., H, W), got {tuple(x.shape)}")
+    H, W = x.shape[-2:]
+    if abs(dy) >= H or abs(dx) >= W:
+        raise ValueError(f"a shift of ({dy}, {dx}) leaves nothing of a {H}×{W} image")
+    out = torch.zeros_like(x)
+    out[..., max(dy, 0):H + min(dy, 0), max(dx, 0):W + min(dx, 0)] = \
+        x[..., max(-dy, 0):H + min(-dy, 0), max(-dx, 0):W + min(-dx, 0)]
+    return out
+
+
+def layer_geometry(module: nn.Module) -> list[tuple[int, int, int]]:
+    """``(k, stride, dilation)`` along one axis of every convolution and pooling layer of ``module``, in
+    order: what :func:`book.nn.conv.receptive_field` takes."""
+    def first(v):
+        return v[0] if isinstance(v, tuple) else v
+    layers = []
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            layers.append((first(m.kernel_size), first(m.stride), first(m.dilation)))
+        elif isinstance(m, (nn.MaxPool2d, nn.AvgPool2d)):
+            layers.append((first(m.kernel_size), first(m.stride or m.kernel_size), first(getattr(m, "dilation", 1))))
+    return layers
+
+
+def dilated_lenet_features() -> nn.Sequential:
+    """LeNet's feature extractor with one change: the second convolution has dilation 2."""
+    return nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(6, 16, 5, dilation=2), nn.ReLU(), nn.MaxPool2d(2))
+
+
+def gradient_support(features: nn.Module, images: torch.Tensor, unit: tuple[int, int] | None = None) -> torch.Tensor:
+    """Which input pixels one output position of ``features`` depends on, measured: the pixels where the
+    gradient of that position (summed over channels) w.r.t. the input is nonzero, for any of ``images``
+    (N, 1, H, W). ``unit`` (row, column) defaults to the centre of the output map. Returns an (H, W) mask.
+
+    ReLU and max-pooling pass gradient along only some paths for a given image, so one image shows a
+    subset; the union over many images approaches the receptive field the layers allow."""
+    if images.ndim != 4:
+        raise ValueError(f"images must be (N, C, H, W), got {tuple(images.shape)}")
+    x = images.detach().clone().requires_grad_(True)
+    was = features.training
+    features.eval()
+    out = features(x)
+    i, j = unit if unit is not None else (out.shape[2] // 2, out.shape[3] // 2)
+    out[:, :, i, j].sum().backward()
+    features.train(was)
+    return (x.grad != 0).any(0).any(0)
+
+
+def support_box(mask: torch.Tensor) -> tuple[int, int]:
+    """Height and width of the smallest box holding every True pixel of an (H, W) mask."""
+    rows, cols = mask.any(1).nonzero(), mask.any(0).nonzero()
+    if len(rows) == 0:
+        return 0, 0
+    return int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1)

@@ -223,3 +223,75 @@ class GradientDescentExplorer(Explorer):
         self.ax_loss.legend(fontsize=8)
         self.fig.tight_layout()
         return self.runs
+
+
+# ============================================================================ mini-batch gradient noise
+def _flat_grad(model, loss) -> torch.Tensor:
+    grads = torch.autograd.grad(loss, [p for p in model.parameters() if p.requires_grad])
+    return torch.cat([g.reshape(-1) for g in grads])
+
+
+def gradient_noise(model, x, y, batch_sizes, repeats: int, generator=None, chunk: int = 500) -> dict:
+    """Measure how noisy the mini-batch gradient of ``model`` (cross-entropy) is on ``(x, y)``.
+
+    The full-data gradient ``G`` and the trace of the per-example gradient covariance
+    ``tr(Σ) = mean_i |g_i|^2 - |G|^2`` come from per-example gradients (``torch.func``, in chunks).
+    Then, for each B of ``batch_sizes``, ``repeats`` mini-batches of B examples drawn *with
+    replacement* give the measured ``E|g_B - G|^2``, to set beside the prediction ``tr(Σ) / B``.
+    Returns ``dict(G2=|G|^2, trace=tr(Σ), noise_scale=tr(Σ)/|G|^2, measured={B: ...},
+    predicted={B: ...})``.
+    """
+    from torch.func import functional_call, grad, vmap
+
+    if repeats < 2:
+        raise ValueError(f"repeats must be >= 2 to estimate a variance, got {repeats}")
+    if min(batch_sizes) < 1 or max(batch_sizes) > len(x):
+        raise ValueError(f"batch sizes must lie in 1..{len(x)}, got {list(batch_sizes)}")
+    params = {k: v.detach() for k, v in model.named_parameters()}
+
+    def loss_one(p, xi, yi):
+        out = functional_call(model, p, (xi[None],))
+        return torch.nn.functional.cross_entropy(out, yi[None])
+    per_example = vmap(grad(loss_one), in_dims=(None, 0, 0))
+    total = torch.zeros(sum(v.numel() for v in params.values()), dtype=torch.float64, device=x.device)
+    sq = torch.zeros((), dtype=torch.float64, device=x.device)
+    for i in range(0, len(x), chunk):
+        g = per_example(params, x[i:i + chunk], y[i:i + chunk])
+        flat = torch.cat([g[k].reshape(len(x[i:i + chunk]), -1) for k in params], 1).double()
+        total += flat.sum(0)
+        sq += (flat ** 2).sum()
+    G = total / len(x)
+    G2 = float(G @ G)
+    trace = float(sq / len(x)) - G2
+    measured = {}
+    for b in batch_sizes:
+        errs = torch.empty(repeats, dtype=torch.float64)
+        for r in range(repeats):
+            idx = torch.randint(len(x), (b,), generator=generator).to(x.device)
+            loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
+            errs[r] = float(((_flat_grad(model, loss).double() - G) ** 2).sum())
+        measured[b] = float(errs.mean())
+    return dict(G2=G2, trace=trace, noise_scale=trace / G2, measured=measured,
+                predicted={b: trace / b for b in batch_sizes})
+
+
+def train_at_batch_size(make_model, data, batch_size: int, lr: float, epochs: int, seed: int) -> float:
+    """Plain SGD for ``epochs`` epochs at one (batch size, learning rate); returns the validation loss.
+
+    ``data`` is a :class:`book.data.Split` with a validation part. One epoch is the same number of
+    examples whatever ``batch_size``, so a larger batch takes proportionally fewer steps. A run whose
+    loss blows up returns ``inf``.
+    """
+    from book.train import evaluate, fit
+
+    torch.manual_seed(seed)
+    model = make_model()
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    gen = torch.Generator().manual_seed(seed)   # fit shuffles on the CPU
+    try:
+        fit(model, (data.x_train, data.y_train), opt, epochs=epochs, batch_size=batch_size,
+            log_every=10 ** 9, generator=gen, progress=False)
+    except FloatingPointError:
+        return float("inf")
+    loss = evaluate(model, data.x_val, data.y_val)["loss"]
+    return loss if np.isfinite(loss) else float("inf")

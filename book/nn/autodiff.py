@@ -323,6 +323,21 @@ def bce_with_logits(z: Tensor, y) -> Tensor:
     return (z.softplus() - z * y).mean()
 
 
+# =========================================================================== a layer by hand
+def linear_forward(X, W, b):
+    """Y = X W + b for a batch: X (N, d_in), W (d_in, d_out), b (d_out,). NumPy arrays or torch tensors."""
+    return X @ W + b
+
+
+def linear_backward(X, W, dY):
+    """The backward pass of :func:`linear_forward`, derived in ``backprop``: given dY = ∂L/∂Y (N, d_out),
+    return (dX, dW, db) = (dY Wᵀ, Xᵀ dY, column sums of dY) with the shapes of X, W and b."""
+    if dY.shape != (X.shape[0], W.shape[1]) or X.shape[1] != W.shape[0]:
+        raise ValueError(f"linear_backward: X {tuple(X.shape)}, W {tuple(W.shape)} give Y of shape "
+                         f"({X.shape[0]}, {W.shape[1]}), but dY has shape {tuple(dY.shape)}")
+    return dY @ W.T, X.T @ dY, dY.sum(0)
+
+
 # =========================================================================== checking
 def numerical_grad(f: Callable[[np.ndarray], float], x: np.ndarray, eps: float = 1e-6) -> np.ndarray:
     """Central finite differences (f(x + eps) - f(x - eps)) / 2 eps, one coordinate at a time."""

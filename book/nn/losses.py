@@ -9,6 +9,8 @@ never form p explicitly and stay finite for any z.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -91,6 +93,52 @@ def cross_entropy_from_probs(p: torch.Tensor, target: torch.Tensor) -> torch.Ten
     _check_probabilities(p, "cross_entropy_from_probs")
     log_p = torch.where(p == 0, LOG_FLOOR, torch.where(p == 0, 1.0, p).log())   # as in bce
     return -log_p.clamp_min(LOG_FLOOR).gather(1, target.long()[:, None]).mean()
+
+
+def gaussian_nll(mean: torch.Tensor, target: torch.Tensor, sigma) -> torch.Tensor:
+    """Mean negative log-likelihood of ``target`` under N(mean, σ²), constant included (chapter
+    ``losses_activations``): mean of (target - mean)² / (2σ²) + log σ + ½ log 2π, i.e. MSE / (2σ²) plus a
+    constant when σ is fixed. Equals ``F.gaussian_nll_loss(mean, target, var=σ², full=True)``."""
+    _same_shape(mean, target, "gaussian_nll")
+    sigma = torch.as_tensor(sigma, dtype=mean.dtype, device=mean.device)
+    if (sigma <= 0).any():
+        raise ValueError("gaussian_nll: the standard deviation sigma must be positive")
+    return ((target - mean) ** 2 / (2 * sigma ** 2) + sigma.log() + 0.5 * math.log(2 * math.pi)).mean()
+
+
+def _check_distribution(p: torch.Tensor, what: str):
+    _check_probabilities(p, what)
+    if not torch.allclose(p.sum(-1), torch.ones((), dtype=p.dtype), atol=1e-4):
+        raise ValueError(f"{what} takes probability vectors along the last dimension (each summing to 1)")
+
+
+def entropy(p: torch.Tensor) -> torch.Tensor:
+    """Entropy H(p) = -Σ p log p over the last dimension, in nats (0 log 0 = 0)."""
+    _check_distribution(p, "entropy")
+    return -torch.xlogy(p, p).sum(-1)
+
+
+def cross_entropy_between(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy H(p, q) = -Σ p log q between two distributions over the last dimension, in nats."""
+    _check_distribution(p, "cross_entropy_between")
+    _check_distribution(q, "cross_entropy_between")
+    return -torch.xlogy(p, q).sum(-1)
+
+
+def kl_divergence(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """KL(p ‖ q) = Σ p log(p / q) = H(p, q) - H(p) over the last dimension, in nats; ≥ 0, and 0 only when
+    p = q. Equals ``F.kl_div(q.log(), p, reduction="none").sum(-1)`` (note the swapped argument order)."""
+    _check_distribution(p, "kl_divergence")
+    _check_distribution(q, "kl_divergence")
+    return (torch.xlogy(p, p) - torch.xlogy(p, q)).sum(-1)
+
+
+def softmax_cross_entropy_grad(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """The gradient of :func:`cross_entropy` (the mean over N examples) with respect to the logits, written
+    out: (softmax(z) - onehot(target)) / N -- derived in ``losses_activations``, used in ``backprop``."""
+    _check_targets(logits, target)
+    onehot = torch.nn.functional.one_hot(target.long(), logits.shape[1]).to(logits.dtype)
+    return (softmax(logits, 1) - onehot) / logits.shape[0]
 
 
 def lm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -156,8 +156,10 @@ class TrainingDashboard(Callback, Replay):
             for j, (name, _) in enumerate(self.weighted):
                 ax_grad.plot(steps[-len(norms):], norms[:, j], label=name or "model")
             ax_grad.set_yscale("log")
-            ax_grad.legend(fontsize=7, ncol=2)
-        ax_grad.set_title("gradient norm per layer")
+            if len(self.weighted) <= 16:   # beyond that a legend would hide the lines
+                ax_grad.legend(fontsize=7, ncol=2)
+        ax_grad.set_title("gradient norm per layer" if len(self.weighted) <= 16
+                          else f"gradient norm of each of {len(self.weighted)} layers")
         ax_grad.set_xlabel("step")
         for name, (edges, counts) in self.snapshots[k]["hists"].items():
             ax_act.stairs(counts / max(counts.sum(), 1), edges, label=name)

@@ -36,9 +36,14 @@ def test_checks_accept_solutions_and_reject_wrong_ones():
                                               (cm[k, k] / cm[k].sum()).item() if cm[k].sum() else 0.0))
         check.macro_f1(lambda cm: per_class_metrics(cm)["f1"].mean().item())
         check.topk_accuracy(lambda lg, y, k: (lg.topk(k, -1).indices == y[:, None]).any(-1).float().mean().item())
+        check.always_healthy_macro_f1(lambda p: (1 - p) / (2 - p))
+        check.precision_at(lambda r, f, p: r * p / (r * p + f * (1 - p)))
         for name, wrong in [("confusion", lambda t, p, k: torch.bincount(p * k + t, minlength=k * k).view(k, k)),
                             ("precision_recall", lambda cm, k: (0.5, 0.5)),
                             ("macro_f1", lambda cm: per_class_metrics(cm)["accuracy"]),
-                            ("topk_accuracy", lambda lg, y, k: (lg.argmax(-1) == y).float().mean().item())]:
+                            ("topk_accuracy", lambda lg, y, k: (lg.argmax(-1) == y).float().mean().item()),
+                            ("always_healthy_macro_f1", lambda p: 1 - p),           # the accuracy, not macro-F1
+                            ("always_healthy_macro_f1", lambda p: (1 - p) / 2),     # precision, not F1
+                            ("precision_at", lambda r, f, p: r / (r + f))]:         # ignores the prevalence
             with pytest.raises(check.CheckFailed):
                 getattr(check, name)(wrong)

@@ -1,5 +1,6 @@
 """The backprop chapter: book.nn.autodiff (Value, Tensor) against torch.autograd, and its checks."""
 import math
+from functools import partial
 
 import numpy as np
 import pytest
@@ -13,6 +14,8 @@ from book.nn.autodiff import (
     bce_with_logits,
     draw_graph,
     graph_layout,
+    linear_backward,
+    linear_forward,
     numerical_grad,
     topological_order,
 )
@@ -118,12 +121,99 @@ def test_graph_layout_and_drawing():
     plt.close(fig)
 
 
+def _mlp_grads(X, W1, b1, W2, b2, Y, tanh_grad=True):
+    H = torch.tanh(X @ W1 + b1)
+    G2 = 2 * (H @ W2 + b2 - Y) / Y.numel()
+    G1 = G2 @ W2.T * ((1 - H ** 2) if tanh_grad else 1)
+    return X.T @ G1, G1.sum(0), H.T @ G2, G2.sum(0)
+
+
+def _jac_rows(f, x):
+    out, pullback = torch.func.vjp(f, x)
+    return torch.stack([pullback(e)[0] for e in torch.eye(out.numel(), dtype=out.dtype)])
+
+
 @pytest.mark.parametrize("name,good,bad", [
     ("grad_f", lambda a, b, c: (2 * (a * b + c) * b, 2 * (a * b + c) * a, 2 * (a * b + c)),
      lambda a, b, c: (b, a, 1.0)),
     ("numerical_derivative", lambda f, x: (f(x + 1e-5) - f(x - 1e-5)) / 2e-5, lambda f, x: (f(x + 1e-2) - f(x)) / 1e-2),
-    ("matmul_backward", lambda X, W, G: (G @ W.T, X.T @ G), lambda X, W, G: (G @ W.T, G.T @ X)),
     ("tanh_backward", lambda x, g: g * (1 - torch.tanh(x) ** 2), lambda x, g: 1 - torch.tanh(x) ** 2),
+    ("linear_layout_backward", lambda x, w, g: (g @ w, g.T @ x, g.sum(0)),
+     lambda x, w, g: (g @ w.T, x.T @ g, g.sum(0))),                  # the chapter's layout, not nn.Linear's
+    ("mlp_grads", _mlp_grads, partial(_mlp_grads, tanh_grad=False)),  # forgot the tanh's derivative
+    ("jacobian_by_vjps", _jac_rows, lambda f, x: _jac_rows(f, x).T),  # columns instead of rows
+    ("gelu_saved_bytes", lambda b, w, d: 4 * b * w * 2 * d,
+     lambda b, w, d: 4 * b * w * (d + 1)),                            # ReLU's count
 ])
 def test_backprop_checks(name, good, bad, check_verdict):
     check_verdict(name, good, bad)
+
+
+def test_linear_backward_matches_autograd_for_numpy_and_torch():
+    g = torch.Generator().manual_seed(7)
+    X, W, b, G = (torch.randn(s, generator=g, dtype=torch.float64) for s in ((6, 4), (4, 3), (3,), (6, 3)))
+    Xr, Wr, br = (t.clone().requires_grad_() for t in (X, W, b))
+    linear_forward(Xr, Wr, br).backward(G)
+    for ours, ref in zip(linear_backward(X, W, G), (Xr.grad, Wr.grad, br.grad)):
+        assert ours.shape == ref.shape and torch.allclose(ours, ref, atol=1e-12)
+    np_grads = linear_backward(X.numpy(), W.numpy(), G.numpy())
+    assert all(np.allclose(a, r.numpy()) for a, r in zip(np_grads, (Xr.grad, Wr.grad, br.grad)))
+    with pytest.raises(ValueError, match="dY has shape"):
+        linear_backward(X, W, G.T)
+
+
+def test_graph_stepper_walks_both_passes():
+    from book.lab.backprop import GraphStepper
+    n = GraphStepper.n_nodes()
+    st = GraphStepper()
+    grads = st.gradients()
+    tw = torch.tensor([-0.5, 0.8, 0.3], dtype=torch.float64, requires_grad=True)
+    ((torch.tanh(tw[0] * 2.0 + tw[1] * -1.0 + tw[2]) - 1.0) ** 2).backward()
+    assert np.allclose([grads["w1"], grads["w2"], grads["b"]], tw.grad.numpy())
+    assert st.gradients(x1=0.0)["w1"] == 0.0
+    first, last = st.draw(step=0), st.draw(step=2 * n - 1)
+    assert first["grad"] is None and last["grad"] is not None
+    assert st.draw(step=n) == {"node": "L", "value": grads["L"], "grad": 1.0}   # backward starts at L
+    assert "backward pass" in st.axes.get_title()
+    from book.lab.backprop import _local_derivative
+    g = st.graph(x1=0.7, w2=-1.2)                      # the chain rule, node by node
+    order = topological_order(g["L"])
+    for v in order[:-1]:
+        total = sum(c.grad * _local_derivative(c, v) for c in order if v in c._prev)
+        assert total == pytest.approx(v.grad, abs=1e-12)
+    with pytest.raises(ValueError, match="no local derivative"):
+        _local_derivative(Value(1.0).exp(), Value(1.0))
+    assert "<script" in st.player("step", [0, n, 2 * n - 1]).data
+    st.show()
+    with pytest.raises(ValueError, match="step must be"):
+        GraphStepper(step=2 * n)
+    with pytest.raises(TypeError, match="unknown settings"):
+        GraphStepper(x3=1.0)
+
+
+def test_saved_activation_bytes_follow_the_formula():
+    from torch import nn
+
+    from book.lab.backprop import mlp_blocks, saved_activation_bytes
+    for depth, batch, width in ((1, 4, 8), (3, 5, 16)):
+        x = torch.randn(batch, width)
+        assert saved_activation_bytes(mlp_blocks(width, depth), x) == 4 * batch * width * (depth + 1)
+        assert saved_activation_bytes(mlp_blocks(width, depth, nn.GELU), x) == 4 * batch * width * 2 * depth
+    with torch.no_grad():
+        assert saved_activation_bytes(mlp_blocks(8, 2), torch.randn(3, 8)) == 0
+
+
+def test_forward_and_reverse_mode_gradients_agree():
+    from torch import nn
+
+    from book.lab.backprop import flat_loss, grad_by_jvps, grad_by_vjp
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1))
+    x, y = torch.randn(10, 3), torch.randn(10, 1)
+    f, theta = flat_loss(net, x, y, F.mse_loss)
+    (g_fwd, n_fwd), (g_rev, n_rev) = grad_by_jvps(f, theta), grad_by_vjp(f, theta)
+    F.mse_loss(net(x), y).backward()
+    g_auto = torch.cat([p.grad.reshape(-1) for p in net.parameters()])
+    assert n_fwd == theta.numel() == 21 and n_rev == 1
+    assert torch.allclose(g_fwd, g_auto, atol=1e-6) and torch.allclose(g_rev, g_auto, atol=1e-6)
+    assert torch.allclose(f(theta), F.mse_loss(net(x), y))

@@ -133,3 +133,48 @@ def test_augmented_batches_change_only_the_images():
     assert sorted(torch.cat(seen[:3]).tolist()) == list(range(10))   # an epoch covers every example once
     with pytest.raises(ValueError, match="examples"):
         augmented_batches(x, y[:5], None)
+
+
+@pytest.mark.parametrize("name,good,bad", [
+    ("dilated_stack_rf", lambda n, k: 1 + (k - 1) * (2 ** n - 1), lambda n, k: 1 + (k - 1) * n),
+    ("avgpool_kernel", lambda C, k: torch.full((C, 1, k, k), 1.0 / k ** 2), lambda C, k: torch.ones(C, 1, k, k)),
+])
+def test_new_cnn_checks(name, good, bad, check_verdict):
+    check_verdict(name, good, bad)
+
+
+def test_avgpool_and_receptive_field_match_torch_and_the_gradient():
+    from book.lab.cnn import dilated_lenet_features, gradient_support, layer_geometry, shift, support_box
+    from book.nn.conv import avgpool2d_loops, receptive_field
+    x = torch.randn(2, 3, 9, 9, dtype=torch.float64)
+    for k, s in [(2, None), (3, 2), (3, 1)]:
+        assert torch.allclose(avgpool2d_loops(x, k, s), F.avg_pool2d(x, k, s))
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
+        avgpool2d_loops(torch.zeros(4, 4))
+    assert receptive_field([(5, 1, 1), (2, 2, 1), (5, 1, 1), (2, 2, 1)]) == (16, 4)
+    assert receptive_field([(3, 1, 1)] * 3) == (7, 1) and receptive_field([]) == (1, 1)
+    with pytest.raises(ValueError, match="need k"):
+        receptive_field([(3, 0, 1)])
+    torch.manual_seed(0)
+    lenet, dil = LeNet(), dilated_lenet_features()
+    assert layer_geometry(lenet.features) == [(5, 1, 1), (2, 2, 1), (5, 1, 1), (2, 2, 1)]
+    noise = torch.rand(64, 1, 28, 28)
+    for feats, r in ((lenet.features, 16), (dil, 24)):
+        assert receptive_field(layer_geometry(feats))[0] == r
+        mask = gradient_support(feats, noise)
+        assert support_box(mask) == (r, r) and int(mask.sum()) == r * r
+    assert support_box(torch.zeros(4, 4, dtype=torch.bool)) == (0, 0)
+    with pytest.raises(ValueError, match=r"\(N, C, H, W\)"):
+        gradient_support(dil, torch.rand(28, 28))
+    img = torch.arange(25.).view(5, 5)
+    assert torch.equal(shift(img, 1, -2)[1:, :3], img[:4, 2:]) and shift(img, 1, -2)[0].abs().sum() == 0
+    assert torch.equal(shift(img, 0, 0), img)
+    with pytest.raises(ValueError, match="leaves nothing"):
+        shift(img, 5, 0)
+    with pytest.raises(ValueError, match="images"):
+        shift(torch.zeros(3), 1, 1)
+    conv = nn.Conv2d(1, 2, 3, padding=1)
+    xs = torch.zeros(2, 1, 12, 12)
+    xs[:, :, 4:8, 4:8] = torch.rand(2, 1, 4, 4)
+    with torch.no_grad():   # equivariance, away from the frame
+        assert torch.allclose(conv(shift(xs, 2, 1))[..., 3:10, 3:10], shift(conv(xs), 2, 1)[..., 3:10, 3:10], atol=1e-6)

@@ -56,6 +56,8 @@ def test_matmul_gflops():
     supports(torch.float32, device="meta")  # answers for any device without raising
     with pytest.raises(ValueError):
         matmul_gflops(0)
+    with pytest.raises(ValueError, match="rounds"):
+        matmul_gflops(8, rounds=0)
     if not torch.cuda.is_available():
         assert gpu_peak_tflops() is None
 
@@ -133,6 +135,8 @@ def test_playground_errors():
      lambda s, b: b * sum(x * y for x, y in zip(s, s[1:]))),
     ("conv2d_params", lambda i, o, k: o * (i * k * k + 1), lambda i, o, k: o * i * k * k),
     ("transformer_block_params", block_params, lambda d, f: 4 * d * d + 2 * d * f),
+    ("attention_crossover", lambda d, f: 2 * d + f, lambda d, f: d + f),
+    ("accuracy_std", lambda a, m: (a * (1 - a) / m) ** 0.5, lambda a, m: a * (1 - a) / m),
 ])
 def test_core_concepts_checks(name, good, bad, check_verdict):
     check_verdict(name, good, bad)

@@ -119,6 +119,9 @@ def test_gpu_profile_architecture_builds_small():
     ("sinusoidal_pe", sinusoidal_positions, lambda T, C: sinusoidal_positions(T, C).flip(1)),
     ("gpt_params", lambda V, T, L, C: V * C + T * C + L * (12 * C * C + 13 * C) + 2 * C,
      lambda V, T, L, C: 2 * V * C + T * C + L * (12 * C * C + 13 * C) + 2 * C),
+    ("kv_cache_floats", lambda L, C, T, B: 2 * L * B * T * C, lambda L, C, T, B: L * B * T * C),
+    ("positions_processed", lambda p, n, c: p + n if c else (n + 1) * p + n * (n + 1) // 2,
+     lambda p, n, c: p + n if c else n * p + n * (n - 1) // 2),
 ])
 def test_gpt_checks(name, good, bad, check_verdict):
     check_verdict(name, good, bad)

@@ -48,11 +48,22 @@ def test_timeline_explorer():
     assert shown._status_line.value == shown.facts() and "AlexNet" in shown.facts()
 
 
+def _loo_range(years, values, log=np.log10):
+    months = []
+    for i in range(len(years)):
+        keep = np.arange(len(years)) != i
+        slope = np.polyfit(np.asarray(years, float)[keep], log(np.asarray(values, float)[keep]), 1)[0]
+        months.append(12 * math.log10(2) / slope)
+    return min(months), max(months)
+
+
 @pytest.mark.parametrize("name,good,bad", [
     ("doubling_months", lambda f: 12 * math.log(2) / math.log(f), lambda f: 12 / f),
     ("training_flops", lambda n, d: 6 * n * d, lambda n, d: 2 * n * d),
     ("log_slope", lambda y, v: np.polyfit(y, np.log10(v), 1)[0], lambda y, v: np.polyfit(y, np.log(v), 1)[0]),
     ("years_until", lambda c, t, d: math.log2(t / c) * d / 12, lambda c, t, d: math.log2(t / c) * d),
+    ("tokens_doubling_months", lambda n, c: 1 / (1 / c - 1 / n), lambda n, c: n - c),
+    ("loo_doubling_range", _loo_range, lambda y, v: _loo_range(y, v, log=np.log)),
 ])
 def test_history_checks(name, good, bad, check_verdict):
     check_verdict(name, good, bad)

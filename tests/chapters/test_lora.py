@@ -90,10 +90,12 @@ def test_checks_accept_solutions_and_reject_wrong_ones():
         check.merge_weight(lambda W, A, B, a, r: W + (a / r) * B @ A)
         check.update_rank(lambda A, B: int(torch.linalg.matrix_rank(B @ A)))
         check.adam_training_bytes(lambda n, b=4: 3 * n * b)
+        check.break_even_rank(lambda di, do: -(-di * do // (di + do)))
         for name, wrong in [("lora_params", lambda di, do, r: di * do),
                             ("lora_forward", lambda x, W, b, A, B, a, r: x @ W.T + b + (x @ A.T) @ B.T),
                             ("merge_weight", lambda W, A, B, a, r: W + B @ A),
                             ("update_rank", lambda A, B: A.shape[0]),
-                            ("adam_training_bytes", lambda n, b=4: 2 * n * b)]:
+                            ("adam_training_bytes", lambda n, b=4: 2 * n * b),
+                            ("break_even_rank", lambda di, do: di * do // (di + do))]:   # rounds down
             with pytest.raises(check.CheckFailed):
                 getattr(check, name)(wrong)

@@ -161,3 +161,72 @@ def _lse(z):
 ])
 def test_losses_activations_checks(name, good, bad, check_verdict):
     check_verdict(name, good, bad)
+
+
+def test_likelihood_losses_match_torch_distributions():
+    g = torch.Generator().manual_seed(3)
+    mean, y = torch.randn(40, generator=g, dtype=torch.float64), torch.randn(40, generator=g, dtype=torch.float64)
+    for sigma in (0.2, 1.0, 3.0):
+        nll = -torch.distributions.Normal(mean, sigma).log_prob(y).mean()
+        assert torch.allclose(L.gaussian_nll(mean, y, sigma), nll)
+        assert torch.allclose(L.gaussian_nll(mean, y, sigma),
+                              F.gaussian_nll_loss(mean, y, torch.full_like(mean, sigma ** 2), full=True))
+    with pytest.raises(ValueError, match="positive"):
+        L.gaussian_nll(mean, y, 0.0)
+    with pytest.raises(ValueError, match="squeeze"):
+        L.gaussian_nll(mean[:, None], y, 1.0)
+
+
+def test_entropy_cross_entropy_and_kl():
+    g = torch.Generator().manual_seed(4)
+    p, q = (torch.softmax(torch.randn(50, 7, generator=g, dtype=torch.float64) * 2, -1) for _ in range(2))
+    Cat = torch.distributions.Categorical
+    assert torch.allclose(L.entropy(p), Cat(probs=p).entropy())
+    kl = L.kl_divergence(p, q)
+    assert torch.allclose(kl, torch.distributions.kl_divergence(Cat(probs=p), Cat(probs=q)))
+    assert torch.allclose(kl, F.kl_div(q.log(), p, reduction="none").sum(-1))
+    assert torch.allclose(L.cross_entropy_between(p, q), L.entropy(p) + kl)
+    assert (kl > 0).all() and L.kl_divergence(p, p).abs().max() < 1e-12
+    assert not torch.allclose(kl, L.kl_divergence(q, p))
+    onehot = torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64)           # 0 log 0 = 0
+    r = torch.tensor([0.2, 0.5, 0.3], dtype=torch.float64)
+    assert L.entropy(onehot) == 0 and torch.isclose(L.kl_divergence(onehot, r), -r[1].log())
+    assert torch.isinf(L.kl_divergence(r, onehot))                         # q rules out what p allows
+    with pytest.raises(ValueError, match="sum"):
+        L.entropy(torch.tensor([0.5, 0.2]))
+    with pytest.raises(ValueError, match="probabilities"):
+        L.kl_divergence(torch.tensor([1.5, -0.5]), r[:2] / r[:2].sum())
+
+
+def test_softmax_cross_entropy_grad_matches_autograd():
+    g = torch.Generator().manual_seed(5)
+    z = (torch.randn(9, 6, generator=g, dtype=torch.float64) * 4).requires_grad_()
+    t = torch.randint(0, 6, (9,), generator=g)
+    F.cross_entropy(z, t).backward()
+    assert torch.allclose(L.softmax_cross_entropy_grad(z.detach(), t), z.grad, atol=1e-12)
+    with pytest.raises(ValueError, match="class indices"):
+        L.softmax_cross_entropy_grad(z.detach(), t.double())
+
+
+def _xlogy_kl(p, q):
+    return (torch.xlogy(p, p) - torch.xlogy(p, q)).sum(-1)
+
+
+def _tempered(z, t, T):
+    return (torch.softmax(z / T, 1) - F.one_hot(t, z.shape[1]).to(z.dtype)) / (len(t) * T)
+
+
+def _best_constant(labels, c):
+    f = torch.bincount(labels, minlength=c).double() / len(labels)
+    return -torch.xlogy(f, f).sum().item()
+
+
+@pytest.mark.parametrize("name,good,bad", [
+    ("gaussian_nll_dsigma", lambda p, y, s: 1 / s - ((p - y) ** 2).mean().item() / s ** 3,
+     lambda p, y, s: -((p - y) ** 2).mean().item() / s ** 3),              # forgot the log σ term
+    ("kl_categorical", _xlogy_kl, lambda p, q: _xlogy_kl(q, p)),            # the other direction
+    ("tempered_ce_grad", _tempered, lambda z, t, T: _tempered(z, t, T) * T),  # forgot the 1/T
+    ("best_constant_ce", _best_constant, lambda labels, c: math.log(c)),    # the uniform guess
+])
+def test_derivation_checks(name, good, bad, check_verdict):
+    check_verdict(name, good, bad)

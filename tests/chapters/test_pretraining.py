@@ -236,11 +236,13 @@ def test_checks_accept_solutions_and_reject_wrong_ones():
         check.masked_ce(lambda lg, lb: F.cross_entropy(lg[lb != -100], lb[lb != -100]))
         check.probe_params(lambda n_features, n_classes: n_features * n_classes + n_classes)
         check.leaked_fraction(lambda s, b, h: (~h[s[:, None] + torch.arange(b)]).any(1).float().mean().item())
+        check.unchanged_share(lambda v: 0.1 + 0.1 / v)
         for name, wrong in [("bert_corrupt", lambda x, c, r, m, ri: torch.where(c, torch.full_like(x, m), x)),
                             ("causal_pairs", lambda ids: (ids[1:], ids[:-1])),
                             ("masked_ce", lambda lg, lb: F.cross_entropy(lg.reshape(-1, lg.shape[-1]),
                                                                         lb.reshape(-1).clamp(min=0))),
                             ("probe_params", lambda C, K: C * K),
-                            ("leaked_fraction", lambda s, b, h: 0.0)]:
+                            ("leaked_fraction", lambda s, b, h: 0.0),
+                            ("unchanged_share", lambda v: 0.1)]:             # forgets the random draws
             with pytest.raises(check.CheckFailed):
                 getattr(check, name)(wrong)

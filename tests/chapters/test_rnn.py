@@ -175,3 +175,59 @@ def _gru(x, h, Wi, Wh, bi, bh, reset_after=True):
 ])
 def test_rnn_checks(name, good, bad, check_verdict):
     check_verdict(name, good, bad)
+
+
+# ---------------------------------------------------------------------------- book/lab/rnn.py
+def test_gradient_flow_explorer_draws_the_forget_bias_effect():
+    from book.lab.rnn import GradientFlowExplorer
+    ex = GradientFlowExplorer(distance=30)
+    last = {b: ex.draw(forget_bias=b) for b in (0.0, 1.0, 3.0)}
+    assert set(last[1.0]) == {"RNN", "GRU", "LSTM, bias 0", "LSTM, bias +1"}
+    assert last[0.0]["LSTM, bias +0"] == pytest.approx(last[0.0]["LSTM, bias 0"])   # the same cell
+    assert last[0.0]["LSTM, bias +0"] < last[1.0]["LSTM, bias +1"] < last[3.0]["LSTM, bias +3"]
+    assert len(ex.curves()["RNN"]) == 30
+    assert ex.player("forget_bias", [0.0, 2.0]) is not None
+    with pytest.raises(ValueError, match="distance"):
+        GradientFlowExplorer(distance=1)
+    with pytest.raises(ValueError, match="scale"):
+        GradientFlowExplorer(scale=0)
+
+
+def test_streams_and_stream_loss():
+    from book.lab.rnn import stream_loss, streams
+    ids = torch.arange(23)
+    s = streams(ids, 4)
+    assert s.shape == (4, 5) and torch.equal(s[1], torch.arange(5, 10))
+    with pytest.raises(ValueError, match="too short"):
+        streams(ids, 20)
+    torch.manual_seed(0)
+    m = CharLSTM(23, 8)
+    # chunked reading with the state carried equals reading each stream in one go
+    x = streams(ids, 2)
+    logits = m(x[:, :-1])
+    whole = float(lm_loss(logits, x[:, 1:]).detach())
+    assert stream_loss(m, ids, n_streams=2, chunk=3) == pytest.approx(whole, rel=1e-5)
+
+
+def test_tbptt_trains_and_checks_its_arguments():
+    from book.lab.rnn import stream_loss, train_tbptt
+    v = CharVocab("abcd")
+    ids = v.encode("abcd" * 400)
+    m = train_tbptt(ids, 4, vocab=4, hidden=16, batch_tokens=16, updates=60, lr=0.03, seed=0)
+    assert stream_loss(m, ids[:200], n_streams=2) < 0.3          # the cycle is learned
+    m2 = train_tbptt(ids, 4, vocab=4, hidden=16, batch_tokens=16, updates=2, lr=0.03, seed=0, carry=False)
+    assert isinstance(m2, CharLSTM)
+    with pytest.raises(ValueError, match="divide"):
+        train_tbptt(ids, 3, vocab=4, hidden=8, batch_tokens=16, updates=2, lr=0.01, seed=0)
+    with pytest.raises(ValueError, match="do not fit"):
+        train_tbptt(ids, 16, vocab=4, hidden=8, batch_tokens=16, updates=200, lr=0.01, seed=0)
+
+
+@pytest.mark.parametrize("name,good,bad", [
+    ("forget_bias_for", lambda keep, k: math.log(keep ** (1 / k) / (1 - keep ** (1 / k))),
+     lambda keep, k: math.log(keep / (1 - keep))),
+    ("char_lstm_params", lambda V, H, L: V * H + L * 4 * (2 * H * H + 2 * H) + H * V + V,
+     lambda V, H, L: V * H + L * 4 * (2 * H * H + H) + H * V + V),
+])
+def test_new_rnn_checks(name, good, bad, check_verdict):
+    check_verdict(name, good, bad)

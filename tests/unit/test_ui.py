@@ -293,7 +293,9 @@ def test_every_replay_view_has_the_same_signature():
 
     from book.lab.core_concepts import Playground
     from book.lab.generative import SampleMonitor
-    for cls in (TrainingDashboard, SampleMonitor, Playground):
+    from book.lab.transformer_block import StageMonitor
+    from book.lab.optimisation import TrajectoryView
+    for cls in (TrainingDashboard, SampleMonitor, Playground, StageMonitor, TrajectoryView):
         assert issubclass(cls, Replay)
         assert str(inspect.signature(cls.replay)) == "(self, max_frames: 'int' = 24, interval: 'int' = 400)"
 
@@ -317,6 +319,18 @@ def test_every_settings_view_is_an_explorer():
              gpt.GenerationExplorer, gpt.AttentionExplorer, gradient_descent.GradientDescentExplorer,
              history.TimelineExplorer, losses_activations.LossExplorer, losses_activations.ActivationExplorer,
              recsys_rl.UserExplorer]
+    from book.lab import modern_cnn
+    views.append(modern_cnn.ShiftExplorer)
+    from book.lab import generalisation
+    views.append(generalisation.ComplexityExplorer)
+    from book.lab import backprop
+    views.append(backprop.GraphStepper)
+    from book.lab import training_practice
+    views.append(training_practice.InitExplorer)
+    from book.lab import rnn
+    views.append(rnn.GradientFlowExplorer)
+    from book.lab import modern_block
+    views.append(modern_block.TileExplorer)
     for cls in views:
         assert issubclass(cls, Explorer), cls
         for name in ("show", "player", "render", "refresh", "resolve"):
