@@ -689,6 +689,19 @@ def ch_modern_block(c):
                   False, f"validation, {c.val_windows} windows (no grad)")]
 
 
+def ch_using_models(c):
+    from book.lab.using_models import ICLTransformer
+    model = lambda: ICLTransformer(c.dim, c.n_points, c.n_embd, c.n_layer, c.n_head)  # noqa: E731
+    prompts = lambda b, d: (torch.zeros(b, c.n_points, c.dim, device=d),   # noqa: E731
+                            torch.zeros(b, c.n_points, device=d))
+    desc = f"ICLTransformer({c.n_layer}L/{c.n_head}H/{c.n_embd}d, dim {c.dim}, {c.n_points} pairs)"
+    val = c.eval_seqs * c.n_points * (c.dim + 1) * FP32           # the evaluation prompts
+    return [Phase(Workload(desc, model, prompts, c.batch, lambda out, xs: out.square().mean(), "adam"), val, 0,
+                  False, f"train_icl, batch {c.batch} (the MoE runs on the CPU)"),
+            Phase(Workload(desc, model, prompts, c.eval_seqs, None, "adam"), val, 0, False,
+                  f"evaluation on {c.eval_seqs} prompts at once (no grad)")]
+
+
 def ch_attention_math(c):
     T = max(c.lengths)            # the cost measurement: one head, (T, d_cost) inputs on env.device
     qkv = 3 * T * c.d_cost * FP32 * 2          # q, k, v and their gradients' room
@@ -741,6 +754,9 @@ CHAPTERS: dict[str, Callable[[SimpleNamespace], list[Phase]]] = {
     "training_practice": ch_training_practice,
     "transformer_block": ch_transformer_block,
     "modern_block": ch_modern_block,
+    "post_training": no_gpu("tiny GPTs and a linear reward model, all on the CPU (no device= given)"),
+    "using_models": ch_using_models,
+    "inference": no_gpu("the shipped 0.4M-parameter GPT and every measurement run on the CPU (no device= given)"),
     "trends": no_gpu("load_checkpoint() and lm_val_loss run on the CPU (no device= given)"),
 }
 

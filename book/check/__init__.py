@@ -14,7 +14,7 @@ MODULES = ("history", "core_concepts", "generalisation",
            "training_practice", "residual_nets", "cnn", "modern_cnn", "rnn", "seq2seq", "transformer_block",
            "gpt", "pretraining", "lora", "adversarial",
            "efficiency", "distributed", "compression", "scaling_laws", "applications", "generative", "recsys_rl",
-           "tools", "trends", "modern_block")
+           "tools", "trends", "modern_block", "inference", "using_models", "post_training")
 
 for _topic in MODULES:
     _mod = _importlib.import_module(f"{__name__}.{_topic}")

@@ -184,9 +184,9 @@ def _branch_scale_ref(L):
     return math.sqrt(2 ** (1 / L) - 1)
 
 
-def _block_params_ref(c_in, c_out, stride):
-    from book.nn.models import BasicBlock
-    return sum(p.numel() for p in BasicBlock(c_in, c_out, stride).parameters())
+def _resnet_params_ref(widths, blocks):
+    from book.nn.models import SmallResNet
+    return sum(p.numel() for p in SmallResNet(tuple(widths), blocks).parameters())
 
 
 def _warmup_cosine_ref(step, total, warmup, base):

@@ -5,7 +5,7 @@ import torch
 
 from book.check.core import Case, _g, _rel, close, run_cases
 
-__all__ = ["batchnorm_eval", "running_mean_after", "branch_scale", "basic_block_params", "layer_norm_last"]
+__all__ = ["batchnorm_eval", "running_mean_after", "branch_scale", "small_resnet_params", "layer_norm_last"]
 
 
 def batchnorm_eval(fn) -> None:
@@ -43,15 +43,16 @@ def branch_scale(fn) -> None:
               hint="one block multiplies the variance by 1 + α²; L blocks by (1 + α²)^L")
 
 
-def basic_block_params(fn) -> None:
-    """``fn(c_in, c_out, stride)`` -> the number of trainable parameters of BasicBlock(c_in, c_out, stride)."""
-    from book.check._reference import _block_params_ref as ref  # hidden from graded code
-    params = [(8, 8, 1), (8, 16, 2), (16, 16, 1), (3, 64, 1), (64, 128, 2), (32, 32, 2)]
-    cases = [Case(p, ref(*p), public=i < 2, label=f"c_in={p[0]}, c_out={p[1]}, stride={p[2]}")
+def small_resnet_params(fn) -> None:
+    """``fn(widths, blocks)`` -> the number of trainable parameters of SmallResNet(widths, blocks)."""
+    from book.check._reference import _resnet_params_ref as ref  # hidden from graded code
+    # (8, 8, 8): stride-2 blocks whose channels do not change still need a projection
+    params = [((8, 16, 32), 3), ((4, 8, 16), 1), ((16, 32, 64), 5), ((8, 8, 8), 2), ((3, 5, 7), 2)]
+    cases = [Case(p, ref(*p), public=i < 2, label=f"widths={p[0]}, blocks={p[1]}")
              for i, p in enumerate(params)]
-    run_cases("basic_block_params", fn, cases, compare=_rel,
-              hint="two 3×3 convolutions, two batch norms (γ and β), and a 1×1 convolution + batch norm "
-                   "when the shape changes")
+    run_cases("small_resnet_params", fn, cases, compare=_rel,
+              hint="stem (3×3 conv from 1 channel + batch norm), every basic block (a projection when its "
+                   "stride or channels change), and the head's linear layer with bias")
 
 
 def layer_norm_last(fn) -> None:

@@ -100,6 +100,7 @@ def smoothgrad(model: nn.Module, images: torch.Tensor, samples: int, sigma: floa
     image (Gaussian noise of standard deviation ``sigma``), for the class predicted on the clean image."""
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
+    was = model.training
     with torch.no_grad():
         model.eval()
         labels = model(images).argmax(1)
@@ -107,17 +108,34 @@ def smoothgrad(model: nn.Module, images: torch.Tensor, samples: int, sigma: floa
     for _ in range(samples):
         noise = torch.randn(images.shape, generator=generator).to(images.device) * sigma
         total += saliency_maps(model, images + noise, labels)
+    model.train(was)
     return total / samples
+
+
+def _average_ranks(v: torch.Tensor) -> torch.Tensor:
+    """Ranks 0..D-1 of each row of ``v`` (N, D); tied values share the mean of their positions (the standard
+    convention of Spearman's rho, and the one that matters for digits: most of their pixels are exactly 0,
+    and ranking those by position would correlate a map with the raster order)."""
+    n, d = v.shape
+    order = v.argsort(dim=1, stable=True)                   # (N, D) positions, sorted by value
+    sorted_v = v.gather(1, order)
+    new_group = torch.ones_like(sorted_v, dtype=torch.bool)
+    new_group[:, 1:] = sorted_v[:, 1:] != sorted_v[:, :-1]
+    group = new_group.long().cumsum(1) - 1                  # (N, D) index of each run of equal values
+    pos = torch.arange(d, dtype=torch.float64, device=v.device).expand(n, d)
+    sums = torch.zeros(n, d, dtype=torch.float64, device=v.device).scatter_add_(1, group, pos)
+    counts = torch.zeros(n, d, dtype=torch.float64, device=v.device).scatter_add_(1, group, torch.ones_like(pos))
+    mean_rank = (sums / counts.clamp(min=1)).gather(1, group)   # (N, D), in sorted order
+    return torch.empty_like(mean_rank).scatter_(1, order, mean_rank)
 
 
 def spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Spearman rank correlation of each row of ``a`` with the same row of ``b`` (flattened after the first
-    axis): the Pearson correlation of the ranks. Ties are ranked by position (continuous maps have none)."""
+    axis): the Pearson correlation of the ranks, ties sharing their mean rank."""
     if a.shape != b.shape:
         raise ValueError(f"shapes differ: {tuple(a.shape)} and {tuple(b.shape)}")
-    a, b = a.reshape(len(a), -1).double(), b.reshape(len(b), -1).double()
-    ra = a.argsort(1).argsort(1).double()
-    rb = b.argsort(1).argsort(1).double()
+    a, b = a.reshape(len(a), -1).double(), b.reshape(len(b), -1).double()   # (N, D) each
+    ra, rb = _average_ranks(a), _average_ranks(b)
     ra, rb = ra - ra.mean(1, keepdim=True), rb - rb.mean(1, keepdim=True)
     return (ra * rb).sum(1) / (ra.norm(dim=1) * rb.norm(dim=1))
 

@@ -353,6 +353,21 @@ def reversal_alignment(weights: torch.Tensor, data: Pairs, within: int = 0) -> f
     return hits / total
 
 
+def alignment_offsets(weights: torch.Tensor, data: Pairs) -> dict[int, float]:
+    """Share of output letters (step t < L) by the offset of their largest attention weight from the mirrored
+    input position L − 1 − t: ``{-1: one position earlier, 0: on it, 1: one position later, ...}``.
+    ``weights``: (N, steps, S) from :meth:`Seq2Seq.greedy`."""
+    counts: dict[int, int] = {}
+    total = 0
+    for w, L in zip(weights, data.lengths.tolist()):
+        t = torch.arange(L)
+        off = w[t, :].argmax(1) - (L - 1 - t)                  # (L,): read position minus the mirrored one
+        for o, n in zip(*off.unique(return_counts=True)):
+            counts[int(o)] = counts.get(int(o), 0) + int(n)
+        total += L
+    return {o: n / total for o, n in sorted(counts.items())}
+
+
 def alignment_chance(data: Pairs, within: int = 0) -> float:
     """What :func:`reversal_alignment` gives when the largest weight falls on a uniformly random input letter."""
     hits, total = 0.0, 0

@@ -176,6 +176,26 @@ def test_tile_explorer_counts_and_draws():
         TileExplorer(block=0)
 
 
+@pytest.mark.parametrize("T,block,causal", [(64, 16, True), (100, 16, True), (7, 8, True), (37, 8, False)])
+def test_tile_view_counts_the_tiles_tiled_attention_computes(T, block, causal):
+    """The causal_tiles check's expected answers come from TileExplorer.tiles(): count the score tiles the
+    real tiled_attention computes (each is one q @ kᵀ of a key tile) and compare."""
+    from torch.overrides import TorchFunctionMode
+
+    class CountTiles(TorchFunctionMode):
+        n = 0
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            if func is torch.Tensor.transpose:     # one k-tile transposed per score tile
+                CountTiles.n += 1
+            return func(*args, **(kwargs or {}))
+
+    q = k = v = torch.randn(1, 1, T, 4)
+    with CountTiles():
+        tiled_attention(q, k, v, causal=causal, block=block)
+    assert CountTiles.n == int((TileExplorer(T=T, block=block, causal=causal).tiles() >= 0).sum())
+
+
 @pytest.mark.parametrize("name,good,bad", [
     ("rms_norm", lambda x, w, eps: x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + eps) * w,
      lambda x, w, eps: (x - x.mean(-1, keepdim=True)) / torch.sqrt(x.var(-1, keepdim=True, unbiased=False) + eps) * w),

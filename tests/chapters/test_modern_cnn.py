@@ -76,6 +76,13 @@ def test_spearman_matches_pearson_of_ranks():
     assert torch.allclose(spearman(a, -a), -torch.ones(4, dtype=torch.float64))
     with pytest.raises(ValueError, match="shapes differ"):
         spearman(a, b[:2])
+    # ties share their mean rank, as in scipy.stats.spearmanr: an image that is mostly 0
+    x = torch.tensor([[0.0, 0.0, 0.0, 0.5, 1.0, 0.0]])
+    m = torch.tensor([[0.1, 0.3, 0.2, 0.6, 0.9, 0.4]])
+    rx, rm = np.array([1.5, 1.5, 1.5, 4, 5, 1.5]), np.array([0, 2, 1, 4, 5, 3.0])
+    assert abs(spearman(x, m).item() - np.corrcoef(rx, rm)[0, 1]) < 1e-12
+    assert abs(spearman(x, x.flip(1)).item() - spearman(x.flip(1), x).item()) < 1e-12
+    assert torch.allclose(spearman(x, x), torch.ones(1, dtype=torch.float64))
 
 
 def test_saliency_tools():
@@ -90,7 +97,7 @@ def test_saliency_tools():
     assert torch.allclose(maps[2], one.grad[0].abs().amax(0))
     net.train()
     sg = smoothgrad(net, x, 3, 0.1, generator=torch.Generator().manual_seed(0))
-    assert sg.shape == (5, 28, 28)
+    assert sg.shape == (5, 28, 28) and net.training     # the mode is restored
     assert torch.allclose(smoothgrad(net, x, 1, 0.0), saliency_maps(net, x))
     with pytest.raises(ValueError, match="samples"):
         smoothgrad(net, x, 0, 0.1)

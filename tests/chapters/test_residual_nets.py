@@ -125,14 +125,25 @@ def test_batch_dependence():
         batch_dependence(nn.LayerNorm(6), x[:4], x[4:10])
 
 
+def _resnet_params(widths, blocks, stride_projects=True):
+    """SmallResNet's parameter count; the wrong variant projects only when the channels change."""
+    def block(c_in, c_out, stride):
+        proj = c_in != c_out or (stride != 1 and stride_projects)
+        return 9 * c_in * c_out + 9 * c_out ** 2 + 4 * c_out + ((c_in * c_out + 2 * c_out) if proj else 0)
+    n, c = 11 * widths[0], widths[0]
+    for i, w in enumerate(widths):
+        for j in range(blocks):
+            n += block(c, w, 2 if i > 0 and j == 0 else 1)
+            c = w
+    return n + 10 * c + 10
+
+
 @pytest.mark.parametrize("name,good,bad", [
     ("batchnorm_eval", lambda x, m, v, g, b, eps: g * (x - m) / torch.sqrt(v + eps) + b,
      lambda x, m, v, g, b, eps: g * (x - x.mean(0)) / torch.sqrt(x.var(0, unbiased=False) + eps) + b),
     ("running_mean_after", lambda k, m, a: m * (1 - (1 - a) ** k), lambda k, m, a: m * (1 - a) ** k),
     ("branch_scale", lambda L: math.sqrt(2 ** (1 / L) - 1), lambda L: 1 / math.sqrt(L)),
-    ("basic_block_params",
-     lambda i, o, s: 9 * i * o + 9 * o * o + 4 * o + ((i * o + 2 * o) if (s != 1 or i != o) else 0),
-     lambda i, o, s: 9 * i * o + 9 * o * o + 4 * o),
+    ("small_resnet_params", _resnet_params, lambda w, b: _resnet_params(w, b, stride_projects=False)),
     ("layer_norm_last", lambda x, eps: (x - x.mean(-1, keepdim=True))
      / torch.sqrt(x.var(-1, unbiased=False, keepdim=True) + eps),
      lambda x, eps: (x - x.mean(0, keepdim=True)) / torch.sqrt(x.var(0, unbiased=False, keepdim=True) + eps)),

@@ -13,6 +13,7 @@ from book.lab.seq2seq import (
     AlignmentMonitor,
     Seq2Seq,
     alignment_chance,
+    alignment_offsets,
     by_length_table,
     copy_baseline,
     decode,
@@ -137,6 +138,11 @@ def test_scores_baselines_and_alignment():
     assert reversal_alignment(anti, d) == 1.0
     shifted = torch.roll(anti, 1, dims=2)
     assert reversal_alignment(shifted, d) < 0.5 and reversal_alignment(shifted, d, within=1) > 0.8
+    assert alignment_offsets(anti, d) == {0: 1.0}
+    offs = alignment_offsets(shifted, d)            # one position later, except where it runs off the end
+    assert abs(sum(offs.values()) - 1) < 1e-12 and offs[1] > 0.5 and set(offs) <= {-6, -5, -4, -3, -2, -1, 0, 1}
+    assert abs(offs[1] - reversal_alignment(shifted, d, within=1) + reversal_alignment(shifted, d)
+               + offs.get(-1, 0)) < 1e-12
     # chance: one length L = 3, within 0: 1/3; within 1: (2 + 3 + 2) / 9
     three = make_reversal(5, 3, 3, seed=0)
     assert abs(alignment_chance(three) - 1 / 3) < 1e-12

@@ -295,9 +295,15 @@ def test_every_replay_view_has_the_same_signature():
     from book.lab.generative import SampleMonitor
     from book.lab.transformer_block import StageMonitor
     from book.lab.optimisation import TrajectoryView
-    for cls in (TrainingDashboard, SampleMonitor, Playground, StageMonitor, TrajectoryView):
+    from book.lab.using_models import ICLMonitor
+    from book.lab.post_training import RLMonitor
+    for cls in (TrainingDashboard, SampleMonitor, Playground, StageMonitor, TrajectoryView, ICLMonitor,
+                RLMonitor):
         assert issubclass(cls, Replay)
         assert str(inspect.signature(cls.replay)) == "(self, max_frames: 'int' = 24, interval: 'int' = 400)"
+    from book.lab.seq2seq import AlignmentMonitor
+    assert issubclass(AlignmentMonitor, Replay) and str(inspect.signature(AlignmentMonitor.replay)) == (
+        "(self, max_frames: 'int' = 24, interval: 'int' = 400)")
 
 
 def test_every_settings_view_is_an_explorer():
@@ -331,6 +337,8 @@ def test_every_settings_view_is_an_explorer():
     views.append(rnn.GradientFlowExplorer)
     from book.lab import modern_block
     views.append(modern_block.TileExplorer)
+    from book.lab import inference
+    views.append(inference.ThroughputExplorer)
     for cls in views:
         assert issubclass(cls, Explorer), cls
         for name in ("show", "player", "render", "refresh", "resolve"):
