@@ -57,8 +57,8 @@ def conv2d_unfold(x, w, b=None, stride: int = 1, padding: int = 0, dilation: int
     return out.view(N, O, out_size(H, kh, stride, padding, dilation), out_size(W, kw, stride, padding, dilation))
 
 
-def maxpool2d_loops(x, k: int = 2, stride: int | None = None):
-    """Max over each k×k window (stride k by default)."""
+def _pool2d_loops(x, k: int, stride: int | None, reduce):
+    """``reduce(window, dim=(2, 3))`` over each k×k window (stride k by default): the loop both pools share."""
     if x.ndim != 4:
         raise ValueError(f"expected (N, C, H, W), got {tuple(x.shape)}")
     s = stride or k
@@ -66,23 +66,20 @@ def maxpool2d_loops(x, k: int = 2, stride: int | None = None):
     out = torch.empty(*x.shape[:2], Ho, Wo, dtype=x.dtype)
     for i in range(Ho):
         for j in range(Wo):
-            out[:, :, i, j] = x[:, :, i * s: i * s + k, j * s: j * s + k].amax(dim=(2, 3))
+            out[:, :, i, j] = reduce(x[:, :, i * s: i * s + k, j * s: j * s + k], dim=(2, 3))
     return out
+
+
+def maxpool2d_loops(x, k: int = 2, stride: int | None = None):
+    """Max over each k×k window (stride k by default)."""
+    return _pool2d_loops(x, k, stride, torch.amax)
 
 
 def avgpool2d_loops(x, k: int = 2, stride: int | None = None):
     """Mean over each k×k window (stride k by default), like ``F.avg_pool2d`` (no padding).
 
     Chapter: ``cnn``."""
-    if x.ndim != 4:
-        raise ValueError(f"expected (N, C, H, W), got {tuple(x.shape)}")
-    s = stride or k
-    Ho, Wo = out_size(x.shape[2], k, s), out_size(x.shape[3], k, s)
-    out = torch.empty(*x.shape[:2], Ho, Wo, dtype=x.dtype)
-    for i in range(Ho):
-        for j in range(Wo):
-            out[:, :, i, j] = x[:, :, i * s: i * s + k, j * s: j * s + k].mean(dim=(2, 3))
-    return out
+    return _pool2d_loops(x, k, stride, torch.mean)
 
 
 def receptive_field(layers) -> tuple[int, int]:
