@@ -3,13 +3,14 @@ PY      ?= python3
 VENV    ?= .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
-JOBS    ?= 2
+# parallel workers: one per core (CI's machine has 2)
+JOBS    ?= $(shell nproc 2>/dev/null || echo 2)
 # MathJax served by the site itself (offline-capable); skipped with a note where npm is missing
 MATHJAX := $(VENV)/mathjax/node_modules/mathjax/es5
 # nbval workers each get one CPU thread: two 2-thread trainings on 2 cores run 4-9x slower.
 NB_ENV  := BOOK_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 BOOK_STRICT=1 MPLBACKEND=module://matplotlib_inline.backend_inline
 
-.PHONY: book test lint unit notebooks student colab build site lab clean distclean
+.PHONY: book test lint unit notebooks chapters student colab build site lab clean distclean
 
 # torch for CPU machines: PyTorch's CPU wheel index when it answers (the default index's Linux torch is
 # a CUDA build of several GB); otherwise the default index (or a local wheel your pip is configured with).
@@ -68,7 +69,7 @@ $(MATHJAX):
 ## make test: unit tests, every chapter in a Colab-like environment, student versions, the -W build, the site
 # (`make notebooks`, every chapter under nbval in this venv, is left out: the build executes every chapter
 # in this venv with BOOK_STRICT=1 anyway, and `make colab` does so under Colab's package versions)
-test: lint unit colab student build site
+test: lint unit chapters build site
 
 ## make lint: ruff over book/, tools/ and tests/ (configuration in pyproject.toml), and the package's layers
 lint: $(STAMP)
@@ -81,6 +82,12 @@ unit: $(STAMP)
 
 notebooks: $(STAMP)
 	$(NB_ENV) $(BIN)/python -m pytest -q --nbval-lax -n $(JOBS) --dist loadscope -p no:cacheprovider chapters
+
+## make chapters: `make colab` and `make student` in one pytest session (what `make test` runs): two
+# workers stay busy to the end, longest chapters first (tests/conftest.py); each chapter executes twice
+chapters: $(STAMP)
+	$(BIN)/python tests/colab/colab_env.py build
+	$(NB_ENV) $(BIN)/python -m pytest -q -n $(JOBS) -p no:cacheprovider tests/colab tests/student
 
 # every chapter's student version fails exactly at its check cells (see book/teach), run as the dry run
 # of the gpu profile (BOOK_DRYRUN: gpu shapes and sizes, few steps), so gpu configuration errors fail here

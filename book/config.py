@@ -82,19 +82,21 @@ def dry_run() -> bool:
     return os.environ.get("BOOK_DRYRUN", "").strip() not in ("", "0", "false", "False")
 
 
-DRY_COUNT = 2  # steps, updates, repeats, seeds ... in a dry run (epochs: 1)
+DRY_COUNT = 2  # steps, updates, repeats, seeds ... in a dry run (epochs: 1; evaluation batches: 1)
+DRY_EVAL = 64  # examples that book.train.evaluate scores in a dry run (the first ones; shapes unchanged)
 _COUNT_KEY = re.compile(r"(^|_)(steps|updates|repeats|seeds|batches)$")
 _EPOCH_KEY = re.compile(r"(^|_)epochs$")
 
 
 def shrink(key: str, value):
-    """A setting as the dry run uses it: counts of steps/updates/repeats/seeds/batches at most ``DRY_COUNT``,
-    epochs 1, dicts shrunk key by key; everything else (sizes, shapes, batches, windows) unchanged."""
+    """A setting as the dry run uses it: counts of steps/updates/repeats/seeds at most ``DRY_COUNT``,
+    epochs and batches 1, dicts shrunk key by key; everything else (sizes, shapes, batches, windows) unchanged."""
     if isinstance(value, dict):
         return {k: shrink(k, v) for k, v in value.items()}
     if isinstance(value, bool) or not (_COUNT_KEY.search(key) or _EPOCH_KEY.search(key)):
         return value
-    cap = 1 if _EPOCH_KEY.search(key) else DRY_COUNT
+    # epochs and evaluation batches: one is always a valid count (a training loop may need two steps)
+    cap = 1 if _EPOCH_KEY.search(key) or key.endswith("batches") else DRY_COUNT
     if isinstance(value, int):
         return min(value, cap)
     if isinstance(value, (list, tuple)):  # e.g. kd_steps=(1000, 6000): keep the order, shrink the counts

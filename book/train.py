@@ -21,6 +21,7 @@ from typing import Callable, Iterable
 import torch
 from torch import nn
 
+from book.config import DRY_EVAL, dry_run
 from book.data import batches
 
 
@@ -102,8 +103,13 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
 @torch.no_grad()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, loss_fn: Callable | None = None,
              batch_size: int = 2048) -> dict:
-    """Mean loss and (for class-index targets) accuracy of ``model`` on ``(x, y)``, in eval mode."""
+    """Mean loss and (for class-index targets) accuracy of ``model`` on ``(x, y)``, in eval mode.
+
+    In a dry run (``BOOK_DRYRUN``, see :mod:`book.config`) only the first ``DRY_EVAL`` examples are scored:
+    a gpu-sized test set on a CPU costs minutes and proves nothing that a few examples do not."""
     check_same_device(model, x, y)
+    if dry_run():
+        x, y = x[:DRY_EVAL], y[:DRY_EVAL]
     loss_fn = loss_fn or nn.functional.cross_entropy
     was_training = model.training
     model.eval()

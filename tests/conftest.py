@@ -24,3 +24,53 @@ def check_verdict(monkeypatch):
         with pytest.raises(check.CheckFailed):
             getattr(check, name)(bad)
     return verdict
+
+
+# ---- scheduling the chapter runs (tests/colab, tests/student) -------------------------------------------
+# `make chapters` runs the Colab runs and the student dry runs in one pytest session, two workers. Started
+# longest first, the two workers finish within a short chapter of each other instead of one idling while
+# the other runs the slowest chapter last. The order comes from tests/chapter_seconds.json (seconds per
+# test id, measured; a new chapter counts as the median); every run writes what it measured to
+# _build/chapter-seconds.json, to copy over the table when chapters change a lot.
+_SECONDS = os.path.join(os.path.dirname(__file__), "chapter_seconds.json")
+_MEASURED = os.path.join(os.path.dirname(__file__), os.pardir, "_build", "chapter-seconds.json")
+
+
+def _is_chapter_run(item) -> bool:
+    return any(part in item.nodeid for part in ("tests/colab/", "tests/student/"))
+
+
+def pytest_collection_modifyitems(config, items):
+    long = [it for it in items if it.get_closest_marker("long")]   # e.g. the checkpoint rebuild
+    items[:] = long + [it for it in items if it not in long]
+    runs = [it for it in items if _is_chapter_run(it)]
+    if len(runs) < 2:
+        return
+    import json
+    import statistics
+    try:
+        with open(_SECONDS, encoding="utf-8") as f:
+            seconds = json.load(f)
+    except (OSError, ValueError):
+        seconds = {}
+    default = statistics.median(seconds.values()) if seconds else 0.0
+    runs.sort(key=lambda it: -seconds.get(it.nodeid.split("::", 1)[-1], default))
+    rest = [it for it in items if not _is_chapter_run(it)]
+    items[:] = runs + rest
+
+
+def pytest_runtest_logreport(report):
+    if report.when != "call" or not any(p in report.nodeid for p in ("tests/colab/", "tests/student/")):
+        return
+    if os.environ.get("PYTEST_XDIST_WORKER"):   # the controller writes (it sees every worker's report)
+        return
+    import json
+    try:
+        with open(_MEASURED, encoding="utf-8") as f:
+            measured = json.load(f)
+    except (OSError, ValueError):
+        measured = {}
+    measured[report.nodeid.split("::", 1)[-1]] = round(report.duration, 1)
+    os.makedirs(os.path.dirname(_MEASURED), exist_ok=True)
+    with open(_MEASURED, "w", encoding="utf-8") as f:
+        json.dump(measured, f, indent=1, sort_keys=True)

@@ -448,6 +448,36 @@ def ch_generative(c):
     ]
 
 
+def ch_gan(c):
+    ring = lambda: _GANPair(c.latent, c.hidden)  # noqa: E731
+    data = mnist_bytes(False)                   # the chapter loads the shipped split only
+    n_pair = n_params_of(ring)
+    # baseline_sets: the 784 x 784 pixel covariance and its Cholesky factor (float64), five image sets
+    baselines = 2 * MNIST_PIXELS * MNIST_PIXELS * 8 + 5 * c.n_judge * MNIST_PIXELS * FP32
+    return [
+        Phase(Workload(f"ring GAN: generator + discriminator (hidden {c.hidden})", ring,
+                       lambda b, d: (torch.zeros(b, c.latent, device=d),), c.batch,
+                       lambda out, xs: out.sum(), "adam"),
+              0, 0, False, f"train_gan on the ring, batch {c.batch}"),
+        Phase(Workload("LeNet()", LeNet, images, 64, ce_labels, "adam"), data, 2 * train_state(n_pair, "adam"),
+              False, "LeNet judge; two ring GANs kept"),
+        Phase(Workload("LeNet()", LeNet, images, 1000, None, "adam"), data,
+              2 * train_state(n_pair, "adam") + baselines, False, "judge scores image sets in batches of 1000"),
+    ]
+
+
+class _GANPair(nn.Module):
+    """A ring generator and its discriminator, run back to back (one generator step)."""
+
+    def __init__(self, latent, hidden):
+        super().__init__()
+        from book.lab.gan import MLPDiscriminator, mlp_generator
+        self.gen, self.disc = mlp_generator(latent, hidden, 2), MLPDiscriminator(2, hidden)
+
+    def forward(self, z):
+        return self.disc(self.gen(z))
+
+
 class _CVAE(nn.Module):
     def __init__(self, hidden):
         super().__init__()
@@ -604,6 +634,27 @@ def _obs_inputs(obs):
     return lambda batch, device: (torch.zeros(batch, *obs, device=device),)
 
 
+def ch_dqn(c):
+    from book.lab.dqn import MAZE, GridWorld, make_qnet
+    from book.lab.recsys_rl import PolicyNet
+    world = GridWorld(MAZE)
+    obs = world.obs_shape
+    qnet = lambda: make_qnet(world, c.hidden)  # noqa: E731
+    n_q = n_params_of(qnet)
+    buffer = c.buffer * (2 * math.prod(obs) * FP32 + 8 + FP32 + 1)   # s, s', action, reward, done
+    pol = lambda: PolicyNet(obs, c.hidden, n_out=4)  # noqa: E731
+    return [
+        Phase(Workload(f"Q network PolicyNet({obs}, hidden {c.hidden}, 4 actions)", qnet, _obs_inputs(obs),
+                       c.batch, lambda out, xs: out.sum(), "adam"),
+              buffer + c.n_envs * math.prod(obs) * FP32 * 2, train_state(n_q, None, False), False,
+              f"dqn: replay buffer of {c.buffer}, minibatch {c.batch}, target network kept alive"),
+        Phase(Workload(f"PolicyNet({obs}, hidden {c.hidden}) x2", lambda: _TwoNets(pol), _obs_inputs(obs),
+                       c.n_envs * c.horizon, lambda out, xs: out.sum(), "adam"),
+              c.n_envs * math.prod(obs) * FP32, 0, False,
+              f"REINFORCE: policy + value over a {c.horizon}-step episode of {c.n_envs} mazes"),
+    ]
+
+
 def ch_rnn(c):
     from book.nn.rnn import CharLSTM
     lstm = lambda: CharLSTM(VOCAB, c.hidden, c.layers)  # noqa: E731
@@ -629,6 +680,34 @@ def ch_seq2seq(c):
                   data, 0, False, f"training, batch {c.batch}; batches are moved to the device one at a time"),
             Phase(Workload(desc, model, pairs, c.n_test, None, "adam"), data, 0, False,
                   f"greedy decoding of the {c.n_test} test strings at once")]
+
+
+def ch_language_tasks(c):
+    from book.lab.language_tasks import MT_VOCAB, MT_WIDTH, SpanQA, span_loss
+    from book.lab.seq2seq import Seq2Seq, seq_loss
+
+    L, H, D, T = recipe_shape()
+    qa = lambda: SpanQA(GPT(GPTConfig(VOCAB, T, L, H, D)))  # noqa: E731
+    qa_desc = f"SpanQA({gpt_desc(L, H, D, T)})"
+    spans = lambda out, xs: span_loss(out.float(), torch.zeros(out.shape[0], 2, dtype=torch.long,  # noqa: E731
+                                                                device=out.device))
+    qa_data = c.qa_train * (T + 2) * 8                      # int64 passages and start/end targets
+    qa_kept = train_state(n_params_of(qa), "adamw")         # the fine-tuned model stays alive
+
+    def pairs(batch, device):
+        return (torch.full((batch, MT_WIDTH), 3, dtype=torch.long, device=device),
+                torch.full((batch, MT_WIDTH + 1), 3, dtype=torch.long, device=device))
+
+    mt = lambda: Seq2Seq(MT_VOCAB, 32, c.mt_hidden, attention=True)  # noqa: E731
+    mt_desc = f"Seq2Seq(GRU {c.mt_hidden}, additive attention), {MT_WIDTH} words"
+    mt_data = c.mt_train * (2 * MT_WIDTH + 1) * 8
+    return [Phase(Workload(qa_desc, qa, tokens(T), c.qa_batch, spans, "adamw"), qa_data, 0, False,
+                  f"fine-tune the shipped GPT with a start/end head, batch {c.qa_batch}"),
+            Phase(Workload(qa_desc, qa, tokens(T), 256, None, "adamw"), qa_data, 0, False,
+                  "predict spans in batches of 256 (no grad)"),
+            Phase(Workload(mt_desc, mt, pairs, 64, lambda out, xs: seq_loss(out.float(), xs[1]), "adam"),
+                  mt_data, qa_kept, False, "translation model, batch 64; the QA model kept alive; the tiny "
+                  "BERT classifier runs on the CPU")]
 
 
 def ch_scaling_laws(c):
@@ -689,6 +768,38 @@ def ch_modern_block(c):
                   False, f"validation, {c.val_windows} windows (no grad)")]
 
 
+def ch_evaluation(c):
+    g = gpt(c.n_layer, c.n_head, c.n_embd, c.block)
+    desc = gpt_desc(c.n_layer, c.n_head, c.n_embd, c.block)
+    windows = 32 * c.eval_batches                     # per split: train, validation, test (int64 x, y)
+    val = 3 * 2 * windows * c.block * 8
+    others = 2 * n_params_of(g) * FP32                # continue_training: the base model and the other run
+    return [Phase(Workload(desc, g, tokens(c.block), c.batch, lm_loss, "adamw"), val, 0, True,
+                  f"fit, batch {c.batch}, AdamW"),
+            Phase(Workload(desc, g, tokens(c.block), windows, None, "adamw"), val, 0, False,
+                  f"held-out NLL: {windows} windows per split at once (no grad)"),
+            Phase(Workload(desc, g, tokens(c.block), c.batch, lm_loss, "adamw"), val, others, False,
+                  f"continue_training on a copy, batch {c.batch}, two other models kept"),
+            Phase(Workload(desc, g, tokens(c.block), min(256, c.n_items), None, "adamw"), val, others, False,
+                  f"token_logprobs: {c.n_items} passages in batches of at most 256 (no grad)")]
+
+
+def ch_few_shot(c):
+    from book.lab.few_shot import Embedder
+    build = lambda: Embedder(c.dim, c.width)  # noqa: E731
+    n = n_params_of(build)
+    desc = f"Embedder(dim {c.dim}, width {c.width})"
+    episode = c.train_way * (c.train_shot + c.train_query)
+    # the shipped split plus the base digits' 8 rotated/mirrored copies (at most 8 x 8,000 images);
+    # untrained net, prototypical net and classifier kept alive
+    data = mnist_bytes(False) + 8 * 8000 * MNIST_PIXELS * FP32
+    kept = 3 * train_state(n, "adam")
+    return [Phase(Workload(desc, build, images, episode, ce_labels, "adam"), data, kept, False,
+                  f"episodic training: one episode of {episode} images per step"),
+            Phase(Workload(desc, build, images, 1000, None, "adam"), data, kept, False,
+                  "embed the novel images in batches of 1000 (no grad)")]
+
+
 def ch_using_models(c):
     from book.lab.using_models import ICLTransformer
     model = lambda: ICLTransformer(c.dim, c.n_points, c.n_embd, c.n_layer, c.n_head)  # noqa: E731
@@ -725,6 +836,26 @@ def ch_transformer_block(c):
                   f"validation, {windows} windows in batches of {min(2048, windows)} (no grad)")]
 
 
+def ch_vision_tasks(c):
+    from book.lab.vision_tasks import GridDetector, UNet
+    canvas = lambda batch, device: (torch.zeros(batch, 1, 48, 48, device=device),)  # noqa: E731
+    square = lambda out, xs: out.float().square().mean()  # noqa: E731
+    det = lambda: GridDetector(tuple(c.det_channels))  # noqa: E731
+    unet = lambda: UNet(tuple(c.unet_channels))  # noqa: E731
+    det_desc, unet_desc = f"GridDetector{tuple(c.det_channels)}", f"UNet{tuple(c.unet_channels)}"
+    # train_detector / train_unet move the training scenes to the device: images, grid targets, masks
+    scenes = c.n_train * 48 * 48 * FP32 * 2 + c.n_train * 6 * 6 * 6 * FP32
+    kept = train_state(n_params_of(det), "adam")                   # the detector stays alive
+    return [Phase(Workload(det_desc, det, canvas, 32, square, "adam"), scenes, 0, False,
+                  "detector, batch 32 (fp32: train_detector uses no autocast)"),
+            Phase(Workload(det_desc, det, canvas, 256, None, "adam"), scenes, 0, False,
+                  "raw_predictions in batches of 256 (no grad)"),
+            Phase(Workload(unet_desc, unet, canvas, 16, square, "adam"), scenes, kept, False,
+                  "U-Net, batch 16 (fp32); the detector kept"),
+            Phase(Workload(unet_desc, unet, canvas, 256, None, "adam"), scenes, kept, False,
+                  "segment in batches of 256 (no grad)")]
+
+
 CHAPTERS: dict[str, Callable[[SimpleNamespace], list[Phase]]] = {
     "adversarial": ch_adversarial,
     "applications": ch_applications,
@@ -738,6 +869,7 @@ CHAPTERS: dict[str, Callable[[SimpleNamespace], list[Phase]]] = {
     "efficiency": ch_efficiency,
     "generalisation": no_gpu("closed-form least squares in NumPy on the CPU; nothing on the GPU"),
     "generative": ch_generative,
+    "gan": ch_gan,
     "gpt": ch_gpt,
     "gradient_descent": ch_gradient_descent,
     "history": no_gpu("plots a table; nothing on the GPU"),
@@ -746,6 +878,7 @@ CHAPTERS: dict[str, Callable[[SimpleNamespace], list[Phase]]] = {
     "optimisation": ch_optimisation,
     "pretraining": ch_pretraining,
     "recsys_rl": ch_recsys_rl,
+    "dqn": ch_dqn,
     "residual_nets": ch_residual_nets,
     "rnn": ch_rnn,
     "seq2seq": ch_seq2seq,
@@ -756,8 +889,14 @@ CHAPTERS: dict[str, Callable[[SimpleNamespace], list[Phase]]] = {
     "modern_block": ch_modern_block,
     "post_training": no_gpu("tiny GPTs and a linear reward model, all on the CPU (no device= given)"),
     "using_models": ch_using_models,
-    "inference": no_gpu("the shipped 0.4M-parameter GPT and every measurement run on the CPU (no device= given)"),
+    "evaluation": ch_evaluation,
+    "retrieval": no_gpu("BM25 and a bag-of-words dual encoder, all on the CPU (no device= given)"),
+    "inference": no_gpu("the shipped 0.4M-parameter GPT, the 15k-parameter draft GPT it trains and every measurement "
+                        "run on the CPU (no device= given)"),
     "trends": no_gpu("load_checkpoint() and lm_val_loss run on the CPU (no device= given)"),
+    "vision_tasks": ch_vision_tasks,
+    "language_tasks": ch_language_tasks,
+    "few_shot": ch_few_shot,
 }
 
 

@@ -13,8 +13,9 @@ MODULES = ("history", "core_concepts", "generalisation",
            "losses_activations", "backprop", "gradient_descent", "optimisation", "attention_math",
            "training_practice", "residual_nets", "cnn", "modern_cnn", "rnn", "seq2seq", "transformer_block",
            "gpt", "pretraining", "lora", "adversarial",
-           "efficiency", "distributed", "compression", "scaling_laws", "applications", "generative", "recsys_rl",
-           "tools", "trends", "modern_block", "inference", "using_models", "post_training")
+           "efficiency", "distributed", "compression", "scaling_laws", "applications", "generative", "gan", "recsys_rl",
+           "tools", "trends", "modern_block", "inference", "using_models", "post_training", "retrieval", "dqn",
+           "vision_tasks", "evaluation", "language_tasks", "few_shot")
 
 for _topic in MODULES:
     _mod = _importlib.import_module(f"{__name__}.{_topic}")

@@ -274,3 +274,8 @@ def _copy_acc_ref(L, V):
 
 def _p_seen_ref(L, n_train, n_lengths, V):
     return 1 - (1 - 1 / (n_lengths * V ** L)) ** n_train
+
+
+# ---- language_tasks
+def _padding_bias_ref(mask):
+    return (1.0 - mask.float())[:, None, None, :] * torch.finfo(torch.float32).min

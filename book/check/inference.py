@@ -5,7 +5,7 @@ import torch
 
 from book.check.core import Case, _g, close, run_cases
 
-__all__ = ["expected_tokens", "matvec_intensity", "paged_waste", "residual"]
+__all__ = ["expected_tokens", "matvec_intensity", "paged_waste", "residual", "first_slower_k"]
 
 
 def expected_tokens(fn) -> None:
@@ -54,3 +54,20 @@ def residual(fn) -> None:
         cases.append(Case((p, q), residual_distribution(p, q), public=i < 2, label=f"{rows} row(s) of {V}"))
     run_cases("residual", fn, cases, compare=lambda g, e: close(g, e, rtol=1e-5, atol=1e-7),
               hint="clamp p - q at 0, then divide each row by its sum (keepdim)")
+
+
+def first_slower_k(fn) -> None:
+    """``fn(alpha, c)`` -> the smallest k >= 1 with expected speed-up S(alpha, k, c) < 1."""
+    from book.nn.decoding import expected_speedup
+
+    def reference(alpha, c):
+        k = 1
+        while expected_speedup(alpha, k, c) >= 1:
+            k += 1
+        return k
+    cases = [Case((a, c), reference(a, c), public=i < 2, label=f"alpha={a}, c={c}")
+             for i, (a, c) in enumerate([(0.6, 0.2), (0.65, 0.22), (0.8, 0.07), (0.5, 0.03), (0.0, 0.3),
+                                         (0.95, 0.03), (0.3, 0.5)])]
+    run_cases("first_slower_k", fn, cases, compare=lambda g, e: close(g, e, rtol=0, atol=0.5),
+              hint="a step yields 1 + alpha + ... + alpha^k tokens for k*c + 1 target passes of time; "
+                   "the first k where that ratio is below 1")

@@ -321,8 +321,17 @@ def reinforce(policy: GPT, ref: GPT, rm: RewardModel, prompts, *, beta: float, s
     return hist
 
 
-def dpo(policy: GPT, ref: GPT, pairs, *, beta: float, steps: int, batch: int, lr: float, seed: int) -> list:
-    """Direct preference optimisation of ``policy`` (from ``ref``) on preference pairs. -> losses"""
+def dpo(policy: GPT, ref: GPT, pairs, *, beta: float, steps: int, batch: int, lr: float, seed: int,
+        monitor=None, rm: RewardModel | None = None, log_every: int = 10, log_batch: int = 64,
+        name: str = "DPO") -> list:
+    """Direct preference optimisation of ``policy`` (from ``ref``) on preference pairs. -> losses
+
+    With a ``monitor`` (an :class:`RLMonitor`) and a reward model ``rm``, every ``log_every`` steps it
+    samples ``log_batch`` answers to the pairs' prompts (from a generator of its own, so training is the
+    same with or without it) and records their mean reward-model score and sampled KL from ``ref`` beside
+    the DPO loss: the quantities the REINFORCE runs record, although DPO itself never calls ``rm``."""
+    if monitor is not None and rm is None:
+        raise ValueError("dpo(monitor=...) draws the reward-model score too: pass rm=")
     g = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(policy.parameters(), lr=lr)
     enc = lambda ys: torch.tensor([[STOI[t] for t in y] + [END] for y in ys])   # noqa: E731
@@ -332,7 +341,11 @@ def dpo(policy: GPT, ref: GPT, pairs, *, beta: float, steps: int, batch: int, lr
         ref_c = answer_logprob(ref, prompts, chosen)
         ref_r = answer_logprob(ref, prompts, rejected)
     losses = []
-    for _ in range(steps):
+    hist = {"step": [], "reward": [], "kl": [], "loss": []}
+    g_log = torch.Generator().manual_seed(seed + 10_000)
+    if monitor is not None:
+        monitor.start(name)
+    for step in range(1, steps + 1):
         k = torch.randint(len(pairs), (batch,), generator=g)
         pk = [prompts[i] for i in k.tolist()]
         loss = dpo_loss(answer_logprob(policy, pk, chosen[k]), answer_logprob(policy, pk, rejected[k]),
@@ -341,6 +354,15 @@ def dpo(policy: GPT, ref: GPT, pairs, *, beta: float, steps: int, batch: int, lr
         loss.backward()
         opt.step()
         losses.append(loss.item())
+        if monitor is not None and (step % log_every == 0 or step == steps):
+            with torch.no_grad():
+                lp = [prompts[i] for i in torch.randint(len(prompts), (log_batch,), generator=g_log).tolist()]
+                answers = sample(policy, lp, g_log)
+                kl = answer_logprob(policy, lp, answers) - answer_logprob(ref, lp, answers)
+            for key, v in (("step", step), ("reward", rm.score(lp, answers).mean().item()),
+                           ("kl", kl.mean().item()), ("loss", loss.item())):
+                hist[key].append(v)
+            monitor.log(step, steps, hist)
     return losses
 
 
@@ -348,14 +370,19 @@ def dpo(policy: GPT, ref: GPT, pairs, *, beta: float, steps: int, batch: int, lr
 def evaluate_policy(model, prompts, *, n: int, seed: int, rm: RewardModel | None = None,
                     base=None, ref=None) -> dict:
     """Sample ``n`` answers per prompt and score them: the judge's mean score, the reward model's mean,
-    the answers' mean length, and sampled KL estimates from ``base`` and ``ref`` when given. The per-
-    answer judge scores are kept (``scores``) for win rates against another policy on the same prompts."""
+    the answers' mean length, the fraction whose first letter is right (``right``) and whose second token
+    is ``!`` (``polite``), and sampled KL estimates from ``base`` and ``ref`` when given. The per-answer
+    judge scores are kept (``scores``) for win rates against another policy on the same prompts."""
     g = torch.Generator().manual_seed(seed)
     ps = [p for p in prompts for _ in range(n)]
     answers = sample(model, ps, g)
     scores = torch.tensor([judge(c, x, a) for (c, x), a in zip(ps, answers)])
+    words = [decode(a) for a in answers]
+    right = [bool(w) and w[0] == correct_letter(c, x) for (c, x), w in zip(ps, words)]
     out = {"judge": scores.mean().item(), "scores": scores,
-           "length": torch.tensor([len(decode(a)) for a in answers]).float().mean().item()}
+           "length": torch.tensor([len(w) for w in words]).float().mean().item(),
+           "right": sum(right) / len(right),                              # first letter right
+           "polite": sum(len(w) > 1 and w[1] == "!" for w in words) / len(words)}   # then '!'
     if rm is not None:
         out["reward"] = rm.score(ps, answers).mean().item()
     logp = answer_logprob(model, ps, answers)
@@ -374,9 +401,9 @@ __all__ += ["win_rate"]
 
 
 class RLMonitor(Replay):
-    """Live view of policy-gradient runs: mean reward, KL from the reference and the loss against the
-    step, one line per run (``start(name)`` before each). ``replay(max_frames=24, interval=400)`` replays
-    the recorded points (the Replay contract)."""
+    """Live view of post-training runs (:func:`reinforce`, :func:`dpo`): mean reward-model score, KL from
+    the reference and the run's own loss against the step, one line per run (``start(name)`` before each).
+    ``replay(max_frames=24, interval=400)`` replays the recorded points (the Replay contract)."""
 
     replay_hint = "train with reinforce(..., monitor=this monitor) first"
 
@@ -413,7 +440,7 @@ class RLMonitor(Replay):
         for name, n in self.events[:k + 1]:
             seen[name] = n
         for ax, key, label in zip(self.axes, ("reward", "kl", "loss"),
-                                  ("reward-model score", "KL(policy || SFT), nats", "loss")):
+                                  ("reward-model score", "KL(policy || SFT), nats", "loss (each run's own)")):
             ax.clear()
             for i, (name, n) in enumerate(seen.items()):
                 ax.plot(self.runs[name]["step"][:n], self.runs[name][key][:n], "-", color=f"C{i}", label=name)

@@ -7,7 +7,9 @@ Chapter: taught in ``inference``.
 * :class:`PagedKVCache` -- fixed-size pages handed out from a free list, one block table per sequence
   (the bookkeeping of PagedAttention); it stores real vectors and gathers them back in order.
 * :func:`residual_distribution`, :func:`speculative_accept`, :func:`speculative_sample` -- the rule of
-  Leviathan et al. / Chen et al. that turns draft proposals into exact samples of the target.
+  Leviathan et al. / Chen et al. that turns draft proposals into exact samples of the target;
+  :func:`expected_tokens_per_step` and :func:`expected_speedup` -- what it buys, in target passes and
+  in time.
 * :func:`quantize_weight` / :func:`dequantize_weight` -- symmetric per-group codes, built on
   :mod:`book.nn.quantize`; :func:`weight_only_quantized` applies them to every ``nn.Linear`` of a copy.
 """
@@ -147,6 +149,19 @@ def expected_tokens_per_step(alpha: float, k: int) -> float:
     if not 0 <= alpha <= 1 or k < 0:
         raise ValueError(f"need 0 <= alpha <= 1 and k >= 0, got {alpha}, {k}")
     return float(k + 1) if alpha == 1 else (1 - alpha ** (k + 1)) / (1 - alpha)
+
+
+def expected_speedup(alpha: float, k: int, c: float) -> float:
+    """Expected wall-time speed-up of speculative decoding over plain decoding (Leviathan et al. 2023,
+    Theorem 3.8): ``(1 - α^{k+1}) / ((1 - α)(k c + 1))``.
+
+    A step costs ``k`` draft calls of ``c`` target passes each plus one target pass, and yields
+    :func:`expected_tokens_per_step` tokens; plain decoding pays one target pass per token. The formula
+    assumes the target pass over ``k + 1`` positions costs what a pass over one does, and nothing else
+    (sampling, bookkeeping) costs time."""
+    if c < 0:
+        raise ValueError(f"the draft's cost ratio c must be >= 0, got {c}")
+    return expected_tokens_per_step(alpha, k) / (k * c + 1)
 
 
 # ============================================================================ weight-only quantization

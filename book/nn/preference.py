@@ -73,9 +73,11 @@ def reinforce_kl_loss(logp: torch.Tensor, logp_ref: torch.Tensor, reward: torch.
 
     logp: log pi(y|x) of each sampled answer (B,), with gradient; logp_ref: the same under the frozen
     reference (B,); reward: r(x, y) (B,). The shaped reward R = r - beta (log pi - log pi_ref) is a
-    one-sample estimate of the objective; the baseline is the batch mean of R. The loss
-    -mean((R - b) log pi) has, in expectation, the policy gradient of E[r] - beta KL as its negative
-    gradient (the KL term's own score-function part included). -> (loss, R detached)"""
+    one-sample estimate of the objective; the baseline is the batch mean of R. For a batch of B answers
+    drawn from pi, the expected gradient of the loss -mean((R - b) log pi) is exactly -(1 - 1/B) times
+    the gradient of E[r] - beta KL (the KL term's own score-function part has mean zero): the batch mean
+    contains each answer's own R, which shrinks the expected step by 1/B without turning it.
+    -> (loss, R detached)"""
     shaped = (reward - beta * (logp.detach() - logp_ref)).detach()
     advantage = shaped - shaped.mean()
     return -(advantage * logp).mean(), shaped

@@ -1,6 +1,8 @@
 """The inference chapter: book.nn.decoding (intensity counts, the paged cache against a torch.cat cache,
-speculative sampling against direct torch.multinomial sampling, weight-only quantization against
-torch.quantize_per_channel), the lab's generation counts and view, and the exercise checks."""
+speculative sampling against direct torch.multinomial sampling, the speed-up formula, weight-only
+quantization against torch.quantize_per_channel), the lab's drafts (bigram, small GPT), generation
+counts, exactness of speculative_generate with a GPT draft (two tokens, enumerated), the views, and the
+exercise checks."""
 import math
 
 import pytest
@@ -8,14 +10,21 @@ import torch
 
 from book.lab.inference import (
     BigramDraft,
+    GPTDraft,
+    SpeculativeMonitor,
     ThroughputExplorer,
+    acceptance_on_text,
+    draft_cost_ratio,
     inference_split,
     plain_generate,
     speculative_generate,
+    target_probs,
+    train_draft,
 )
 from book.nn.decoding import (
     PagedKVCache,
     dequantize_weight,
+    expected_speedup,
     expected_tokens_per_step,
     matmul_intensity,
     quantize_weight,
@@ -106,6 +115,115 @@ def test_expected_tokens():
         expected_tokens_per_step(1.5, 2)
 
 
+def test_expected_speedup():
+    assert expected_speedup(0.5, 2, 0.0) == pytest.approx(1.75)          # a free draft: tokens per pass
+    assert expected_speedup(0.5, 2, 0.5) == pytest.approx(1.75 / 2)
+    assert expected_speedup(0.8, 4, 0.05) == pytest.approx((1 - 0.8 ** 5) / (0.2 * 1.2))
+    # a draft that costs something has a best k, and S drops below 1 for long enough drafts
+    s = [expected_speedup(0.7, k, 0.2) for k in range(1, 40)]
+    assert 1 < max(s) and s[-1] < 1 and 0 < s.index(max(s)) < len(s) - 1
+    with pytest.raises(ValueError):
+        expected_speedup(0.5, 2, -0.1)
+
+
+def _tiny_pair(vocab=4, block=8):
+    """A tiny target GPT and a tiny GPT draft whose distributions differ clearly (untied random head)."""
+    torch.manual_seed(0)
+    target = GPT(GPTConfig(vocab_size=vocab, block_size=block, n_layer=1, n_head=2, n_embd=16))
+    with torch.no_grad():
+        target.tok.weight.mul_(4)                                  # peaked, not uniform, distributions
+    torch.manual_seed(1)
+    small = GPT(GPTConfig(vocab_size=vocab, block_size=block, n_layer=1, n_head=2, n_embd=16))
+    small.head = torch.nn.Linear(16, vocab, bias=False)
+    with torch.no_grad():
+        small.head.weight.normal_(0, 1.5)
+    return target.eval(), small.eval()
+
+
+def test_gpt_draft_probs_and_acceptance_on_text():
+    target, small = _tiny_pair(5, 8)
+    draft = GPTDraft(small)
+    ctx = [0, 3, 1, 4, 2, 2, 1, 0, 3, 4]                             # longer than the block: cropped
+    with torch.no_grad():
+        ref = small(torch.tensor([ctx[-8:]]))[0, -1].softmax(-1)
+    assert torch.allclose(draft.probs(ctx), ref, atol=1e-6)
+    rows = torch.tensor([ctx[:6], ctx[4:10]])
+    assert torch.allclose(draft.batch_probs(rows), torch.stack([draft.probs(r.tolist()) for r in rows]), atol=1e-6)
+    ids = torch.randint(0, 5, (300,), generator=torch.Generator().manual_seed(0))
+    bigram = BigramDraft(ids, 5)
+    assert torch.equal(bigram.batch_probs(rows), torch.stack([bigram.probs(r.tolist()) for r in rows]))
+    # acceptance_on_text against a loop over windows and positions, sum_x min(p, q) each
+    got = acceptance_on_text(target, draft, ids, n_windows=6, positions=3, seed=2)
+    g = torch.Generator().manual_seed(2)
+    start = torch.randint(0, len(ids) - 8, (6,), generator=g)
+    terms = []
+    for s0 in start.tolist():
+        w = ids[s0:s0 + 8].tolist()
+        for t in range(5, 8):
+            p = target_probs(target, w[:t + 1], 1)[0]
+            terms.append(torch.minimum(p, draft.probs(w[:t + 1])).sum().item())
+    assert got == pytest.approx(sum(terms) / len(terms), abs=1e-5)
+    assert acceptance_on_text(target, GPTDraft(target), ids, 4, 3) == pytest.approx(1.0, abs=1e-5)
+    with pytest.raises(ValueError):
+        acceptance_on_text(target, draft, ids, 4, positions=8)
+
+
+def test_train_draft_learns_a_cycle():
+    ids = torch.arange(3000) % 5                                     # 0 1 2 3 4 0 1 ...: fully predictable
+    small = train_draft(ids, 5, steps=60, n_embd=16, block=8, batch=16, lr=1e-2)
+    assert not small.training and small.cfg.block_size == 8
+    p = GPTDraft(small).probs([1, 2, 3])
+    assert p.argmax().item() == 4 and p[4] > 0.8
+
+
+def test_speculative_generate_with_a_gpt_draft_samples_the_target_exactly():
+    """The joint distribution of the first two generated tokens, enumerated exactly from the target,
+    against speculative_generate's samples with a GPT draft (k = 2: both tokens may come from one step
+    or from two). Pearson's chi-square over the 16 cells; the draft's own joint must be far away."""
+    target, small = _tiny_pair(4, 8)
+    draft, prompt, N = GPTDraft(small), [0, 1], 1000
+    p1 = target_probs(target, prompt, 1)[0]
+    joint_p = torch.stack([p1[a] * target_probs(target, prompt + [a], 1)[0] for a in range(4)])  # (4, 4)
+    q1 = draft.probs(prompt)
+    joint_q = torch.stack([q1[a] * draft.probs(prompt + [a]) for a in range(4)])
+    assert 0.5 * (joint_p - joint_q).abs().sum() > 0.25                # the test can tell them apart
+    g = torch.Generator().manual_seed(0)
+    counts = torch.zeros(4, 4)
+    accepted = judged = 0
+    for _ in range(N):
+        out, st = speculative_generate(target, draft, prompt, 2, 2, g)
+        counts[out[2], out[3]] += 1
+        accepted, judged = accepted + st["accepted"], judged + st["judged"]
+    assert 0.2 < accepted / judged < 0.9                               # both branches of the rule ran
+    expected = N * joint_p
+    chi2 = ((counts - expected) ** 2 / expected).sum().item()
+    assert chi2 < 15 + 5 * math.sqrt(30)                               # df = 15: mean 15, sd sqrt(30)
+    chi2_q = ((counts - N * joint_q) ** 2 / (N * joint_q)).sum().item()
+    assert chi2_q > 10 * chi2
+
+
+def test_draft_cost_ratio_and_monitor():
+    target, small = _tiny_pair(4, 8)
+    out = draft_cost_ratio(target, GPTDraft(small), [0, 1, 2], repeats=2, calls=3)
+    assert out["c"] == pytest.approx(out["draft_s"] / out["target_s"]) and out["c"] > 0
+    monitor = SpeculativeMonitor(redraw_every=6)
+    with pytest.raises(RuntimeError):
+        monitor.replay()
+    g = torch.Generator().manual_seed(0)
+    for name, k in (("small GPT, k=1", 1), ("small GPT, k=3", 3)):
+        _, st = speculative_generate(target, GPTDraft(small), [0], 20, k, g, monitor.step(name))
+        monitor.done()
+        alpha, per_pass = monitor.runs[name][-1]
+        assert alpha == st["history"][-1] and per_pass == pytest.approx(20 / st["target_passes"])
+    assert len(monitor.frames) >= 3 and monitor.draw_seconds > 0
+    assert len(monitor.runs["small GPT, k=1"]) == monitor.frames[-1]["small GPT, k=1"]
+    with pytest.raises(ValueError):
+        monitor.step("small GPT, k=1")
+    with pytest.raises(ValueError):
+        SpeculativeMonitor(redraw_every=0)
+    assert "<script" in monitor.replay(max_frames=3).data
+
+
 def test_weight_quantization_codes_and_model():
     torch.manual_seed(0)
     w = torch.randn(16, 64)
@@ -158,6 +276,13 @@ def test_throughput_explorer():
         ThroughputExplorer({})
 
 
+def _first_slower_k(alpha, c):
+    k = 1
+    while (1 - alpha ** (k + 1)) / ((1 - alpha) * (k * c + 1)) >= 1:
+        k += 1
+    return k
+
+
 def test_checks(check_verdict):
     check_verdict("expected_tokens", lambda a, k: sum(a ** i for i in range(k + 1)),
                   lambda a, k: sum(a ** i for i in range(k)))
@@ -165,5 +290,7 @@ def test_checks(check_verdict):
                   lambda n, m, b: 2 * n * m / (n * m * b))
     check_verdict("paged_waste", lambda ls, p: sum(-(-n // p) * p - n for n in ls),
                   lambda ls, p: sum(n % p for n in ls))
+    check_verdict("first_slower_k", _first_slower_k,
+                  lambda a, c: next(k for k in range(1, 10_000) if (1 - a ** k) / ((1 - a) * (k * c + 1)) < 1))
     check_verdict("residual", lambda p, q: (p - q).clamp_min(0) / (p - q).clamp_min(0).sum(-1, keepdim=True),
                   lambda p, q: (p - q).clamp_min(0))

@@ -96,6 +96,30 @@ def test_reinforce_kl_loss_expectation_is_the_policy_gradient():
     assert loss.requires_grad
 
 
+def test_reinforce_kl_loss_expected_gradient_is_shrunk_policy_gradient():
+    """The loss itself, batch-mean baseline included: over every batch of B = 2 answers drawn from pi, its
+    expected gradient is exactly -(1 - 1/B) grad (E[r] - beta KL); without the KL term in R it is not."""
+    torch.manual_seed(4)
+    theta = torch.randn(5, requires_grad=True)
+    ref = torch.randn(5).log_softmax(-1)
+    r, beta = torch.randn(5), 0.7
+    logp = theta.log_softmax(-1)
+    true, = torch.autograd.grad(kl_regularised_objective(logp, ref, r, beta), theta, retain_graph=True)
+    p = logp.exp().detach()
+
+    def expected(b):
+        total = torch.zeros(5)
+        for y1 in range(5):
+            for y2 in range(5):
+                y = torch.tensor([y1, y2])
+                loss, _ = reinforce_kl_loss(logp[y], ref[y], r[y], b)
+                total += p[y1] * p[y2] * torch.autograd.grad(loss, theta, retain_graph=True)[0]
+        return total
+
+    assert torch.allclose(expected(beta), -0.5 * true, atol=1e-6)
+    assert (expected(0.0) + 0.5 * true).abs().max() > 1e-2
+
+
 def test_template_judge_and_split():
     sp = pt.split_prompts(0)
     assert len(sp["train"]) + len(sp["val"]) + len(sp["test"]) == 32
@@ -155,8 +179,17 @@ def test_short_pipeline_runs_and_rewards_rise(monkeypatch):
     assert "<script" in html.data
     d = pt.dpo(copy.deepcopy(sft_model), sft_model, pairs, beta=0.5, steps=2, batch=4, lr=1e-4, seed=0)
     assert abs(d[0] - math.log(2)) < 1e-5
+    dpo_monitor = pt.RLMonitor()
+    d2 = pt.dpo(copy.deepcopy(sft_model), sft_model, pairs, beta=0.5, steps=2, batch=4, lr=1e-4, seed=0,
+                monitor=dpo_monitor, rm=rm, log_every=1, log_batch=8)
+    assert d2 == d                        # the monitor draws from its own generator: same training
+    assert dpo_monitor._frames() == 2 and dpo_monitor.runs["DPO"]["kl"][0] == pytest.approx(0, abs=0.5)
+    with pytest.raises(ValueError, match="rm="):
+        pt.dpo(copy.deepcopy(sft_model), sft_model, pairs, beta=0.5, steps=1, batch=4, lr=1e-4, seed=0,
+               monitor=pt.RLMonitor())
     e = pt.evaluate_policy(pt.random_policy, sp["test"], n=5, seed=0, rm=rm)
     assert 0 <= e["judge"] <= 1 and e["scores"].shape == (30,)
+    assert 0 <= e["right"] <= e["judge"] * 2 + 1e-9 and 0 <= e["polite"] <= 1
     assert pt.win_rate(torch.tensor([1.0, 0.5]), torch.tensor([0.5, 0.5])) == 0.75
 
 

@@ -215,6 +215,7 @@ def test_shipped_checkpoint_loads_and_matches_its_record():
     assert meta["recipe"] == str(sorted(RECIPE.items()))
 
 
+@pytest.mark.long
 def test_rebuilding_the_shipped_checkpoint_reproduces_it(tmp_path):
     """The shipped file is what `python -m book.lab.pretraining` makes (about 1-2 minutes on one CPU thread)."""
     meta = build_checkpoint(tmp_path / "rebuilt.pt")

@@ -102,12 +102,29 @@ def test_dry_run_shrinks_counts_and_keeps_sizes(monkeypatch):
     cfg = env.pick(cpu=dict(steps=500, epochs=6, batch=32, block=64, test_per_class=100, seeds=5, lr=1e-3,
                             kd_steps=(1000, 3000), recipe=dict(steps=4000, n_embd=256), val_batches=1),
                    gpu=dict(steps=5000, epochs=15, batch=64, block=256, test_per_class=300, val_batches=100))
-    assert (cfg.steps, cfg.epochs, cfg.seeds, cfg.kd_steps, cfg.val_batches) == (2, 1, 2, (2, 4), 2)
+    # evaluation batches: one (always a valid count); steps: two (a schedule or a loop may need a second)
+    assert (cfg.steps, cfg.epochs, cfg.seeds, cfg.kd_steps, cfg.val_batches) == (2, 1, 2, (2, 4), 1)
     assert (cfg.batch, cfg.block, cfg.test_per_class, cfg.lr) == (64, 256, 300, 1e-3)  # what can be wrong
     assert cfg.recipe == {"steps": 2, "n_embd": 256}
     assert shrink("seeds", [3, 4, 5]) == [3] and shrink("pretrain_live", True) is True
     monkeypatch.setenv("BOOK_DRYRUN", "0")
     assert not setup(seed=0, device="cpu", verbose=False).dry
+
+
+def test_dry_run_evaluates_the_first_examples_only(monkeypatch):
+    from book.config import DRY_EVAL
+    from book.train import evaluate
+    model = torch.nn.Linear(3, 2)
+    x, y = torch.randn(500, 3), torch.randint(0, 2, (500,))
+    calls = []
+    model.register_forward_hook(lambda m, i, o: calls.append(len(i[0])))
+    full = evaluate(model, x, y)
+    monkeypatch.setenv("BOOK_DRYRUN", "1")
+    dry = evaluate(model, x, y)
+    monkeypatch.setenv("BOOK_DRYRUN", "0")
+    first = evaluate(model, x[:DRY_EVAL], y[:DRY_EVAL])
+    assert calls == [500, DRY_EVAL, DRY_EVAL]
+    assert dry == pytest.approx(first) and dry != pytest.approx(full)
 
 
 def test_dry_run_counts_notebook_asserts_but_still_evaluates_them():

@@ -177,7 +177,9 @@ def test_hostile_and_careless_submissions(mode, tmp_path, monkeypatch):
     (subs / "notes.txt").write_text("not a notebook")
     before = snapshot(tmp_path, ROOT / "book")
 
-    csv_path = grade_folder(subs, out, hidden, timeout=10, chapter=teacher, memory_mb=2048)
+    # 20 s a notebook: the looping submission must time out, while an honest one on a loaded machine (a
+    # kernel start alone took > 10 s under load 14) must not
+    csv_path = grade_folder(subs, out, hidden, timeout=20, chapter=teacher, memory_mb=2048)
     time.sleep(5)  # the detached writer would have struck by now
 
     assert csv_path.read_text(encoding="utf-8").startswith("student,"), "a stray process rewrote grades.csv"

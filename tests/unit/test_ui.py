@@ -304,6 +304,27 @@ def test_every_replay_view_has_the_same_signature():
     from book.lab.seq2seq import AlignmentMonitor
     assert issubclass(AlignmentMonitor, Replay) and str(inspect.signature(AlignmentMonitor.replay)) == (
         "(self, max_frames: 'int' = 24, interval: 'int' = 400)")
+    from book.lab.retrieval import RetrievalMonitor
+    assert issubclass(RetrievalMonitor, Replay) and str(inspect.signature(RetrievalMonitor.replay)) == (
+        "(self, max_frames: 'int' = 24, interval: 'int' = 400)")
+    from book.lab.inference import SpeculativeMonitor
+    assert issubclass(SpeculativeMonitor, Replay) and str(inspect.signature(SpeculativeMonitor.replay)) == (
+        "(self, max_frames: 'int' = 24, interval: 'int' = 400)")
+    from book.lab.vision_tasks import DetectionMonitor
+    assert issubclass(DetectionMonitor, Replay) and str(inspect.signature(DetectionMonitor.replay)) == (
+        "(self, max_frames: 'int' = 24, interval: 'int' = 400)")
+    from book.lab.evaluation import PerplexityMonitor
+    assert issubclass(PerplexityMonitor, Replay) and str(inspect.signature(PerplexityMonitor.replay)) == (
+        "(self, max_frames: 'int' = 24, interval: 'int' = 400)")
+    from book.lab.language_tasks import SpanMonitor
+    assert issubclass(SpanMonitor, Replay) and str(inspect.signature(SpanMonitor.replay)) == (
+        "(self, max_frames: 'int' = 24, interval: 'int' = 400)")
+    from book.lab.gan import RingMonitor
+    assert issubclass(RingMonitor, Replay) and str(inspect.signature(RingMonitor.replay)) == (
+        "(self, max_frames: 'int' = 24, interval: 'int' = 400)")
+    from book.lab.few_shot import EpisodeMonitor
+    assert issubclass(EpisodeMonitor, Replay) and str(inspect.signature(EpisodeMonitor.replay)) == (
+        "(self, max_frames: 'int' = 24, interval: 'int' = 400)")
 
 
 def test_every_settings_view_is_an_explorer():
@@ -339,6 +360,20 @@ def test_every_settings_view_is_an_explorer():
     views.append(modern_block.TileExplorer)
     from book.lab import inference
     views.append(inference.ThroughputExplorer)
+    from book.lab import retrieval
+    views.append(retrieval.SearchExplorer)
+    from book.lab import dqn
+    views.append(dqn.QMapExplorer)
+    from book.lab import evaluation
+    views.append(evaluation.NoiseExplorer)
+    from book.lab import language_tasks
+    views.append(language_tasks.MetricExplorer)
+    from book.lab import vision_tasks
+    views.append(vision_tasks.BoxExplorer)
+    from book.lab import gan
+    views.append(gan.LatentWalk)
+    from book.lab import few_shot
+    views.append(few_shot.EpisodeExplorer)
     for cls in views:
         assert issubclass(cls, Explorer), cls
         for name in ("show", "player", "render", "refresh", "resolve"):
