@@ -69,6 +69,8 @@ $(MATHJAX):
 ## make test: unit tests, every chapter in a Colab-like environment, student versions, the -W build, the site
 # (`make notebooks`, every chapter under nbval in this venv, is left out: the build executes every chapter
 # in this venv with BOOK_STRICT=1 anyway, and `make colab` does so under Colab's package versions)
+# (the text-only -W build of the unit tests is left out there: `make build` checks the same text, executed)
+test: UNIT_SKIP = --deselect tests/unit/test_notebooks.py::test_site_text_builds_without_warnings
 test: lint unit chapters build site
 
 ## make lint: ruff over book/, tools/ and tests/ (configuration in pyproject.toml), and the package's layers
@@ -78,7 +80,7 @@ lint: $(STAMP)
 
 unit: $(STAMP)
 	OMP_NUM_THREADS=1 MPLBACKEND=Agg $(BIN)/python -m pytest -q -n $(JOBS) tests \
-	  --ignore=tests/student --ignore=tests/colab --ignore=tests/site
+	  --ignore=tests/student --ignore=tests/colab --ignore=tests/site $(UNIT_SKIP)
 
 notebooks: $(STAMP)
 	$(NB_ENV) $(BIN)/python -m pytest -q --nbval-lax -n $(JOBS) --dist loadscope -p no:cacheprovider chapters
@@ -101,9 +103,10 @@ colab: $(STAMP)
 	$(BIN)/python tests/colab/colab_env.py build
 	$(BIN)/python -m pytest -q -n $(JOBS) -p no:cacheprovider tests/colab
 
-# the built site in headless Chromium: 404s, MathJax, widget cells, Colab links, search; screenshots
+# the built site in headless Chromium ($(JOBS) browsers): 404s, MathJax, widget cells, Colab links, search;
+# screenshots
 site: $(STAMP)
-	$(BIN)/python -m pytest -q -p no:cacheprovider tests/site
+	$(BIN)/python -m pytest -q -n $(JOBS) -p no:cacheprovider tests/site
 
 lab: $(STAMP)
 	$(BIN)/python -m pip install -q jupyterlab && $(BIN)/jupyter lab chapters

@@ -21,7 +21,7 @@ from typing import Callable, Iterable
 import torch
 from torch import nn
 
-from book.config import DRY_EVAL, dry_run
+from book.config import DRY_COUNT, DRY_EVAL, dry_run
 from book.data import batches
 
 
@@ -133,6 +133,18 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return evaluate(model, x, y)["acc"]
 
 
+def batches_per_epoch(n: int, batch_size: int) -> int:
+    """Mini-batches in one epoch of ``n`` examples: ``ceil(n / batch_size)``, the count :func:`fit` runs.
+
+    In a dry run (``BOOK_DRYRUN``, see :mod:`book.config`) an epoch is at most ``DRY_COUNT`` batches: the
+    dry run proves shapes and plumbing, not learning. Loops of their own that count steps in epochs use
+    this too, so that they shrink with ``fit``."""
+    if n < 1 or batch_size < 1:
+        raise ValueError(f"need n >= 1 examples and batch_size >= 1, got n={n}, batch_size={batch_size}")
+    per_epoch = math.ceil(n / batch_size)
+    return min(per_epoch, DRY_COUNT) if dry_run() else per_epoch
+
+
 def fit(model: nn.Module, data, optimizer: torch.optim.Optimizer, *, loss_fn: Callable | None = None,
         epochs: int | None = None, steps: int | None = None, batch_size: int = 64,
         val: tuple | None = None, log_every: int = 50, callbacks: Iterable[Callback] = (),
@@ -144,6 +156,8 @@ def fit(model: nn.Module, data, optimizer: torch.optim.Optimizer, *, loss_fn: Ca
     are shuffled with ``generator``), or a function ``get_batch(step) -> (x, y)`` (then give ``steps``).
     ``val=(x_val, y_val)`` is evaluated at every log point. ``amp_dtype`` (``env.amp_dtype``) enables
     autocast on CUDA. Metrics are synced from the device only every ``log_every`` steps and at the end.
+    In a dry run (``BOOK_DRYRUN``, see :mod:`book.config`) an epoch of ``(x, y)`` is its first
+    ``DRY_COUNT`` shuffled batches.
     """
     loss_fn = loss_fn or nn.functional.cross_entropy
     if (epochs is None) == (steps is None):
@@ -162,7 +176,7 @@ def fit(model: nn.Module, data, optimizer: torch.optim.Optimizer, *, loss_fn: Ca
         check_same_device(model, x, y)
         if len(x) != len(y):
             raise ValueError(f"x has {len(x)} examples but y has {len(y)}")
-        per_epoch = math.ceil(len(x) / batch_size)
+        per_epoch = batches_per_epoch(len(x), batch_size)
         total = per_epoch * epochs if epochs is not None else steps
 
         def epoch_stream():

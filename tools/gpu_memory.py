@@ -319,6 +319,19 @@ def ch_adversarial(c):
     return phases
 
 
+def ch_explanations(c):
+    build = lambda: LeNet()  # noqa: E731
+    n = n_params_of(build)
+    nets = 8 * n * FP32     # trained, 5 cascading copies, random-label net, a float64 copy (counted twice)
+    masks = 1024 * MNIST_PIXELS * FP32 * 2                  # one chunk of masked images for LIME/KernelSHAP
+    return [
+        Phase(Workload("LeNet()", build, images, 64, ce_labels, "adam"), mnist_bytes(False), nets, False,
+              "train, batch 64 (twice: true and shuffled labels)"),
+        Phase(Workload("LeNet()", build, images, max(c.ig_steps, 1), ce_labels, None), mnist_bytes(False),
+              nets + masks, False, f"integrated gradients: {c.ig_steps} path points per backward pass"),
+    ]
+
+
 def ch_applications(c):
     L, H, D, T = recipe_shape()
     clf = lambda: _Classifier(L, H, D, T)  # noqa: E731
@@ -800,6 +813,21 @@ def ch_few_shot(c):
                   "embed the novel images in batches of 1000 (no grad)")]
 
 
+def ch_speech(c):
+    from book.lab.speech import KEYWORDS, N_MELS, N_SAMPLES, HOP, KeywordCNN
+    frames = 1 + N_SAMPLES // HOP
+    build = lambda: KeywordCNN(len(KEYWORDS), c.width)  # noqa: E731
+    spec = lambda b, d: (torch.zeros(b, 1, N_MELS, frames, device=d),)  # noqa: E731
+    # features are made on the CPU; the train and validation log-mel (or MFCC) images go to the device
+    data = (c.train_batches + c.val_batches) * 200 * N_MELS * frames * FP32
+    kept = train_state(n_params_of(build), "adam")     # the CNN of the other input, kept alive
+    return [Phase(Workload(f"KeywordCNN(width {c.width})", build, spec, 64, ce_labels, "adam"), data,
+                  kept, False, "train on log-mel or MFCC images, batch 64"),
+            Phase(Workload(f"KeywordCNN(width {c.width})", build, spec, c.test_batches * 200, None,
+                           "adam"), data, kept, False,
+                  "evaluate: book.train.evaluate on the test clips at one SNR at a time (no grad)")]
+
+
 def ch_using_models(c):
     from book.lab.using_models import ICLTransformer
     model = lambda: ICLTransformer(c.dim, c.n_points, c.n_embd, c.n_layer, c.n_head)  # noqa: E731
@@ -879,6 +907,7 @@ CHAPTERS: dict[str, Callable[[SimpleNamespace], list[Phase]]] = {
     "pretraining": ch_pretraining,
     "recsys_rl": ch_recsys_rl,
     "dqn": ch_dqn,
+    "explanations": ch_explanations,
     "residual_nets": ch_residual_nets,
     "rnn": ch_rnn,
     "seq2seq": ch_seq2seq,
@@ -897,6 +926,12 @@ CHAPTERS: dict[str, Callable[[SimpleNamespace], list[Phase]]] = {
     "vision_tasks": ch_vision_tasks,
     "language_tasks": ch_language_tasks,
     "few_shot": ch_few_shot,
+    "speech": ch_speech,
+    "pipeline": no_gpu("numpy tables, MinHash on the CPU, a bag-of-words MLP and its HTTP service all on the CPU "
+                       "(no device= given)"),
+    "graphs": no_gpu("graphs of at most 1,500 nodes (dense adjacency) on the CPU (no device= given)"),
+    "privacy_fairness": no_gpu("DP-SGD of a 196-input MLP and a 3-feature logistic regression, all on the CPU "
+                               "(no device= given)"),
 }
 
 

@@ -15,7 +15,8 @@ MODULES = ("history", "core_concepts", "generalisation",
            "gpt", "pretraining", "lora", "adversarial",
            "efficiency", "distributed", "compression", "scaling_laws", "applications", "generative", "gan", "recsys_rl",
            "tools", "trends", "modern_block", "inference", "using_models", "post_training", "retrieval", "dqn",
-           "vision_tasks", "evaluation", "language_tasks", "few_shot")
+           "vision_tasks", "evaluation", "language_tasks", "few_shot", "explanations", "pipeline", "graphs",
+           "privacy_fairness", "speech")
 
 for _topic in MODULES:
     _mod = _importlib.import_module(f"{__name__}.{_topic}")

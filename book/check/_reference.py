@@ -279,3 +279,9 @@ def _p_seen_ref(L, n_train, n_lengths, V):
 # ---- language_tasks
 def _padding_bias_ref(mask):
     return (1.0 - mask.float())[:, None, None, :] * torch.finfo(torch.float32).min
+
+
+# ---- recsys_rl
+def _undo_downsampling_ref(p_s, w):
+    odds = w * p_s / (1 - p_s)           # keeping a fraction w of the non-clicks multiplies the odds by 1/w
+    return odds / (1 + odds)

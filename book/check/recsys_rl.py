@@ -7,7 +7,8 @@ import torch
 
 from book.check.core import Case, run_cases
 
-__all__ = ["hit_rate_at_k", "ndcg_at_k", "discounted_returns", "epsilon_greedy_probs", "reinforce_loss"]
+__all__ = ["hit_rate_at_k", "ndcg_at_k", "undo_downsampling", "discounted_returns", "epsilon_greedy_probs",
+           "reinforce_loss"]
 
 _LOG2_3 = math.log2(3)
 
@@ -41,6 +42,23 @@ def ndcg_at_k(fn) -> None:
               hint="rank r (1-based) is discounted by 1/log2(r + 1); the ideal DCG counts min(k, |relevant|) "
                    "hits, not |relevant|")
 
+
+
+def undo_downsampling(fn) -> None:
+    """``fn(p_s, w)`` -> the click probability on the full data, given the prediction ``p_s`` of a model
+    calibrated on data where only a random fraction ``w`` of the non-clicks was kept (all clicks kept).
+    Works on floats and on tensors of predictions."""
+    from book.check._reference import _undo_downsampling_ref  # hidden from graded code
+
+    t = lambda *v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
+    cases = [Case((0.5, 0.1), _undo_downsampling_ref(0.5, 0.1), label="p_s = 0.5, one non-click in 10 kept"),
+             Case((0.3, 1.0), 0.3, label="w = 1: nothing was dropped"),
+             Case((t(0.0, 0.2, 0.9), 0.05), _undo_downsampling_ref(t(0.0, 0.2, 0.9), 0.05), public=False,
+                  label="a tensor of predictions, w = 0.05"),
+             Case((0.99, 0.01), _undo_downsampling_ref(0.99, 0.01), public=False,
+                  label="a confident prediction after heavy downsampling")]
+    run_cases("undo_downsampling", lambda p, w: fn(p, w), cases,
+              hint="the odds p / (1 - p) after downsampling are the true odds divided by w")
 
 def _returns(rewards, gamma):
     out, running = torch.zeros_like(rewards), 0.0

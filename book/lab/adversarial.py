@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from book.data import batches
+from book.train import batches_per_epoch
 from book.ui import Explorer
 
 ATTACKS = ("fgsm", "pgd", "noise")   # "noise": the control, random signs with the same budget
@@ -201,7 +202,7 @@ class AdversarialBatches:
         self.batch_size, self.steps, self.bounds, self.random_start = batch_size, steps, bounds, random_start
         self.step_size = (1.25 * eps if steps == 1 else 2.5 * eps / steps) if step_size is None else step_size
         self.generator = generator
-        self.steps_per_epoch = math.ceil(len(x) / batch_size)
+        self.steps_per_epoch = batches_per_epoch(len(x), batch_size)   # shrinks in a dry run
         self._stream = self._forever()
 
     def _forever(self):

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from book.lab.recsys_rl import PolicyNet
-from book.ui import Explorer, LiveFigure, Replay
+from book.ui import Explorer, Replay
 
 ACTIONS = ("up", "right", "down", "left")
 MOVES = ((-1, 0), (0, 1), (1, 0), (0, -1))
@@ -499,10 +499,7 @@ class DQNMonitor(Replay):
         self.events.append((self._current, len(run["env_steps"])))
         if len(run["env_steps"]) % self.redraw_every == 0:
             self.draw(len(self.events) - 1)
-            if self.live is None:
-                self.live = LiveFigure(self.fig)
-            else:
-                self.live.update()
+            self.show_live()
 
     def draw(self, k: int):
         """Every run as it stood after recorded point ``k``."""

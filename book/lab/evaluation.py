@@ -20,7 +20,7 @@ import torch
 from book.data.text import batch_sampler
 from book.nn.losses import lm_loss
 from book.train import Callback, fit
-from book.ui import Explorer, LiveFigure, Replay
+from book.ui import Explorer, Replay
 
 # ============================================================================ perplexity and tokenisers
 _PIECES = re.compile(r"[A-Za-z']+|[^A-Za-z']")
@@ -100,10 +100,7 @@ class PerplexityMonitor(Callback, Replay):
         last = state.step == state.total_steps
         if last or len(self.records) % self.redraw_every == 1:
             self._draw_frame(len(self.records) - 1)
-            if self.live is None:
-                self.live = LiveFigure(self.fig)
-            else:
-                self.live.update()
+            self.show_live()
 
     def _frames(self) -> int:
         return len(self.records)

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from book.train import Callback, State, fit
-from book.ui import Explorer, LiveFigure, Replay
+from book.ui import Explorer, Replay
 
 BASE, NOVEL = (0, 1, 2, 3, 4), (5, 6, 7, 8, 9)
 
@@ -203,10 +203,7 @@ class EpisodeMonitor(Callback, Replay):
         self.loss.append(state.history.train_loss[-1])
         self.acc.append(float(acc))
         self.draw(len(self.steps) - 1)
-        if self.live is None:
-            self.live = LiveFigure(self.fig)
-        else:
-            self.live.update()
+        self.show_live()
 
     def best(self) -> tuple[int, float]:
         """``(step, accuracy)`` of the best validation point recorded."""

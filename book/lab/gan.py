@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from book.lab.generative import classifier_probs
-from book.ui import Explorer, LiveFigure, Replay
+from book.lab.generative import classifier_probs, draw_samples
+from book.ui import Explorer, Replay
 
 GEN_LOSSES = ("non_saturating", "saturating")
 
@@ -86,13 +86,17 @@ def mlp_generator(latent: int, hidden: int, out: int, depth: int = 2, out_act: s
 
 class MLPDiscriminator(nn.Module):
     """samples (B, ...) -> logits (B,): ``depth`` hidden LeakyReLU(0.2) layers, optionally a
-    :class:`MinibatchStd` feature before the last layer."""
+    :class:`MinibatchStd` feature before the last layer (``minibatch_std``) or next to the input
+    (``input_std``: the spread of the batch's raw samples, which a collapsed generator cannot fake)."""
 
-    def __init__(self, n_in: int, hidden: int, depth: int = 2, minibatch_std: bool = False):
+    def __init__(self, n_in: int, hidden: int, depth: int = 2, minibatch_std: bool = False,
+                 input_std: bool = False):
         super().__init__()
         if min(n_in, hidden, depth) < 1:
             raise ValueError(f"need positive sizes, got n_in={n_in}, hidden={hidden}, depth={depth}")
         layers, width = [nn.Flatten()], n_in
+        if input_std:
+            layers, width = [nn.Flatten(), MinibatchStd()], n_in + 1
         for _ in range(depth):
             layers += [nn.Linear(width, hidden), nn.LeakyReLU(0.2)]
             width = hidden
@@ -268,6 +272,18 @@ def mode_coverage(samples: torch.Tensor, centers: torch.Tensor, std: float, k: f
     return {"modes": int((shares >= min_share).sum()), "quality": float(good.float().mean()), "shares": shares}
 
 
+def image_sampler(images: torch.Tensor) -> Callable:
+    """``real(n, generator)`` for :func:`train_gan` on images: ``n`` images (N, ...) drawn with replacement,
+    flattened to (n, pixels) like an MLP generator's output, on the images' device."""
+    if images.ndim < 2 or len(images) < 1:
+        raise ValueError(f"need a batch of images (N, ...), got shape {tuple(images.shape)}")
+    flat = images.flatten(1)                                                          # (N, pixels)
+
+    def real(n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        return flat[torch.randint(0, len(flat), (n,), generator=generator).to(flat.device)]
+    return real
+
+
 # --------------------------------------------------------------------------- judging digits
 @torch.no_grad()
 def classifier_features(classifier: nn.Module, images: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
@@ -368,22 +384,29 @@ def judge(classifier: nn.Module, images: torch.Tensor, real_features: torch.Tens
 
 
 # --------------------------------------------------------------------------- views
-class RingMonitor(Replay):
-    """A live figure for :func:`train_gan` on the ring: D and G losses and D's mean outputs per log point
-    (left), the samples from the fixed noise over the ring's centres (right). Pass ``on_log=monitor.update``;
-    ``replay(max_frames=24, interval=400)`` plays the log points back."""
+class GANMonitor(Replay):
+    """The base of the live figures for :func:`train_gan`: D and G losses and D's mean outputs per log
+    point (left), the samples from the fixed noise (right, drawn by a subclass's ``draw_samples``). Pass
+    ``on_log=monitor.update``; ``replay(max_frames=24, interval=400)`` plays the log points back."""
 
     replay_hint = "pass on_log=monitor.update to train_gan first"
+    figsize = (10, 3.4)
+    width_ratios = (1, 1)
 
-    def __init__(self, centers: torch.Tensor, title: str = "GAN"):
-        self.centers, self.title = centers.cpu(), title
+    def __init__(self, title: str = "GAN"):
+        self.title = title
         self.fig = self.live = self.history = None
 
+    def draw_samples(self, ax, samples: torch.Tensor, step: int):
+        raise NotImplementedError
+
     def draw(self, hist: GANHistory, k: int | None = None):
+        """Draw log point ``k`` (default: the latest) of ``hist``."""
         import matplotlib.pyplot as plt
 
         if self.fig is None:
-            self.fig, (self.ax_loss, self.ax_pts) = plt.subplots(1, 2, figsize=(10, 3.4), dpi=80)
+            self.fig, (self.ax_loss, self.ax_pts) = plt.subplots(
+                1, 2, figsize=self.figsize, dpi=80, gridspec_kw={"width_ratios": self.width_ratios})
             self.fig.subplots_adjust(bottom=0.17)                       # room for the x label
         k = len(hist.step) - 1 if k is None else k
         steps = hist.step[:k + 1]
@@ -395,29 +418,50 @@ class RingMonitor(Replay):
         ax.plot(steps, hist.d_fake[:k + 1], "--", label="mean D(generated)")
         ax.set(xlabel="step", xlim=(0, hist.step[-1] * 1.02 + 1), title=f"{self.title}: the two players")
         ax.legend(fontsize=7)
-        ax = self.ax_pts
-        ax.clear()
-        pts = hist.samples[k]
-        ax.scatter(pts[:, 0], pts[:, 1], s=4, alpha=0.5, label="generated")
-        ax.scatter(self.centers[:, 0], self.centers[:, 1], marker="x", color="red", s=40, label="mode centres")
-        lim = float(self.centers.abs().max()) * 1.6
-        ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal", title=f"samples at step {hist.step[k]}")
-        ax.legend(fontsize=7, loc="upper right")
+        self.draw_samples(self.ax_pts, hist.samples[k], hist.step[k])
 
     def update(self, gen, hist: GANHistory):
         """``train_gan``'s ``on_log``: record the history, draw the latest point and show it."""
         self.history = hist
         self.draw(hist)
-        if self.live is None:
-            self.live = LiveFigure(self.fig)
-        else:
-            self.live.update()
+        self.show_live()
 
     def _frames(self) -> int:
         return len(self.history.step) if self.history is not None else 0
 
     def _draw_frame(self, k: int):
         self.draw(self.history, k)
+
+
+class RingMonitor(GANMonitor):
+    """:class:`GANMonitor` on the ring: the samples from the fixed noise over the ring's centres."""
+
+    def __init__(self, centers: torch.Tensor, title: str = "GAN"):
+        super().__init__(title)
+        self.centers = centers.cpu()
+
+    def draw_samples(self, ax, samples: torch.Tensor, step: int):
+        ax.clear()
+        ax.scatter(samples[:, 0], samples[:, 1], s=4, alpha=0.5, label="generated")
+        ax.scatter(self.centers[:, 0], self.centers[:, 1], marker="x", color="red", s=40, label="mode centres")
+        lim = float(self.centers.abs().max()) * 1.6
+        ax.set(xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal", title=f"samples at step {step}")
+        ax.legend(fontsize=7, loc="upper right")
+
+
+class DigitMonitor(GANMonitor):
+    """:class:`GANMonitor` on digits: the samples from the fixed noise as a grid of ``rows`` rows (flat
+    (N, 784) generator outputs are shown as 28 x 28 images)."""
+
+    figsize = (11, 3.0)
+    width_ratios = (1, 1.6)
+
+    def __init__(self, title: str = "GAN", rows: int = 3):
+        super().__init__(title)
+        self.rows = rows
+
+    def draw_samples(self, ax, samples: torch.Tensor, step: int):
+        draw_samples(ax, samples, rows=self.rows, title=f"samples at step {step} (same z every time)")
 
 
 class LatentWalk(Explorer):

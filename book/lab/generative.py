@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from book.data import batches
-from book.ui import Explorer, LiveFigure, Replay
+from book.ui import Explorer, Replay
 
 IMAGE_SHAPE = (1, 28, 28)
 N_PIXELS = 784
@@ -417,6 +417,21 @@ def mosaic(images: torch.Tensor, rows: int) -> torch.Tensor:
     return images.view(rows, cols, h, w).permute(0, 2, 1, 3).reshape(rows * h, cols * w)   # (rows*h, cols*w)
 
 
+def draw_samples(ax, images: torch.Tensor, rows: int = 1, title: str | None = None):
+    """Draw a grid of images (N, 28, 28), (N, 1, 28, 28) or flat (N, 784) with pixels in [0, 1] on ``ax``:
+    one grey :func:`mosaic` of ``rows`` rows, no axes, ``title`` above it. The sample panel of every
+    generative model's view (the VAE's :class:`SampleMonitor` and :class:`LatentExplorer`, the digit GAN's
+    monitor in :mod:`book.lab.gan`)."""
+    images = images.detach()
+    if images.ndim == 2:
+        images = images.view(len(images), *IMAGE_SHAPE[1:])                       # (N, 28, 28)
+    ax.clear()
+    ax.imshow(mosaic(images, rows=rows).numpy(), cmap="gray", vmin=0, vmax=1)
+    ax.axis("off")
+    if title is not None:
+        ax.set_title(title, fontsize=9)
+
+
 @torch.no_grad()
 def latent_grid(model: VAE, n: int = 15, y=None, quantile: float = 0.95) -> torch.Tensor:
     """Decode an n x n grid of a 2-D latent space and tile it (the learned-manifold picture of Kingma & Welling).
@@ -473,19 +488,14 @@ class SampleMonitor(Replay):
         self.ax_loss.set(xlabel="epoch", ylabel="nats per image", yscale="log",
                          xlim=(0.5, max(len(hist.recon), 2) + 0.5))
         self.ax_loss.legend(fontsize=7)
-        self.ax_img.clear()
-        self.ax_img.imshow(mosaic(hist.samples[k], rows=1).numpy(), cmap="gray", vmin=0, vmax=1)
-        self.ax_img.axis("off")
-        self.ax_img.set_title(f"{self.title}: samples after epoch {k + 1} (same z every epoch)", fontsize=9)
+        draw_samples(self.ax_img, hist.samples[k], rows=1,
+                     title=f"{self.title}: samples after epoch {k + 1} (same z every epoch)")
 
     def update(self, model, hist: VAEHistory):
         """``train_vae``'s ``on_epoch``: record the history, draw the latest epoch and show it."""
         self.history = hist
         self.draw(hist)
-        if self.live is None:
-            self.live = LiveFigure(self.fig)
-        else:
-            self.live.update()
+        self.show_live()
 
     # -- replay contract
     def _frames(self) -> int:
@@ -560,8 +570,5 @@ class LatentExplorer(Explorer):
                 title += f"; LeNet agrees with {int((pred.cpu() == torch.arange(len(pred))).sum())}/10 labels"
             else:
                 title += f"; LeNet reads {int(pred[0])} (p = {float(conf[0]):.2f})"
-        ax_img.clear()
-        ax_img.imshow(mosaic(imgs, rows=2 if self.conditional else 1).numpy(), cmap="gray", vmin=0, vmax=1)
-        ax_img.axis("off")
-        ax_img.set_title(title, fontsize=9)
+        draw_samples(ax_img, imgs, rows=2 if self.conditional else 1, title=title)
         return imgs

@@ -14,7 +14,7 @@ from book.nn.decoding import speculative_step
 from book.nn.gpt import GPT, GPTConfig
 from book.nn.losses import lm_loss
 from book.train import fit
-from book.ui import Explorer, LiveFigure, Replay
+from book.ui import Explorer, Replay
 
 
 def inference_split(ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -276,10 +276,7 @@ class SpeculativeMonitor(Replay):
         t0 = time.perf_counter()
         self.frames.append({name: len(points) for name, points in self.runs.items()})
         self.draw(len(self.frames) - 1)
-        if self.live is None:
-            self.live = LiveFigure(self.fig)
-        else:
-            self.live.update()
+        self.show_live()
         self.draw_seconds += time.perf_counter() - t0
 
     def draw(self, k: int):

@@ -33,7 +33,6 @@ from book.lab.pretraining import GPTClassifier
 from book.lab.seq2seq import BOS, EOS, PAD, Pairs, Seq2Seq
 from book.train import Callback, State
 from book.ui.explorer import Explorer, Replay
-from book.ui.figure import LiveFigure
 
 # ============================================================================ SQuAD's metrics
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
@@ -285,10 +284,7 @@ class SpanMonitor(Callback, Replay):
         model.train(was)
         self.frames.append((state.step, s["em"], s["f1"], p[:len(self.example.text)]))
         self._draw_frame(len(self.frames) - 1)
-        if self.live is None:
-            self.live = LiveFigure(self.fig)
-        else:
-            self.live.update()
+        self.show_live()
 
     def _frames(self) -> int:
         return len(self.frames)

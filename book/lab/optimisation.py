@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from book.train import Callback, State, evaluate, fit
-from book.ui import LiveFigure, Replay
+from book.ui import Replay
 
 
 # ============================================================================ scratch vs torch.optim
@@ -299,10 +299,7 @@ class TrajectoryView(Callback, Replay):
         ax_loss.set_title(f"training loss (step {self.steps[k]})", fontsize=9)
 
     def _show(self):
-        if self.live is None:
-            self.live = LiveFigure(self.fig)
-        else:
-            self.live.update()
+        self.show_live()
         self.redraws += 1
 
     # -- replay contract

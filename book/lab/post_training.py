@@ -16,7 +16,6 @@ from book.nn.gpt import GPT, GPTConfig
 from book.nn.preference import (IGNORE, bradley_terry_loss, dpo_loss, masked_labels, reinforce_kl_loss,
                                 sequence_logprob, sft_loss)
 from book.ui.explorer import Replay
-from book.ui.figure import LiveFigure
 
 __all__ = ["LETTERS", "TOKENS", "STOI", "PROMPT_LEN", "MAX_ANSWER", "all_prompts", "split_prompts",
            "correct_letter", "chat", "decode", "judge", "pretrain_stream", "instruction_data",
@@ -425,10 +424,7 @@ class RLMonitor(Replay):
         self.events.append((self._current, len(run["step"])))
         if step == total:                      # redraw once per run: cheap
             self.draw(len(self.events) - 1)
-            if self.live is None:
-                self.live = LiveFigure(self.fig)
-            else:
-                self.live.update()
+            self.show_live()
 
     def draw(self, k: int):
         """Every run as it stood after recorded point ``k``."""

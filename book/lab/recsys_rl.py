@@ -10,6 +10,9 @@
   :func:`train_mf` fits it to implicit feedback (clicks) with BPR or a full softmax over items.
 * :func:`hit_rate_at_k`, :func:`recall_at_k`, :func:`ndcg_at_k` (one user) and :func:`topk_metrics`
   (all users at once, vectorised) are written from scratch and tested on hand-computed examples.
+* **Click-through rate.** :func:`make_impressions` generates ad impressions with a known click
+  probability; :class:`LogisticCTR` (logistic regression on one-hot fields) is compared with the overall
+  click rate and with :func:`ad_ctr_scores`, each ad's smoothed past click rate.
 
 **Reinforcement learning.** :class:`Catch` (a tiny generated game), :class:`PolicyNet`, :func:`reinforce`
 (REINFORCE with a baseline) and :func:`evaluate_policy`, comparing the trained (greedy) policy with the
@@ -387,6 +390,74 @@ class UserExplorer(Explorer):
         out = draw_user(self.axes, self.data, self.scores, s["user"], s["k"])
         self.fig.tight_layout()
         return out
+
+
+# ============================================================================ click-through rate
+@dataclass
+class Impressions:
+    """Ads shown to users: the user's segment, the ad, the slot on the page (0 = top), whether the user
+    clicked, and the true click probability (known, because the impressions are generated)."""
+    segment: torch.Tensor
+    ad: torch.Tensor
+    slot: torch.Tensor
+    click: torch.Tensor
+    p: torch.Tensor
+    n_segments: int
+    n_ads: int
+    n_slots: int
+
+    def __len__(self) -> int:
+        return len(self.click)
+
+    def __getitem__(self, idx) -> Impressions:
+        return Impressions(self.segment[idx], self.ad[idx], self.slot[idx], self.click[idx], self.p[idx],
+                           self.n_segments, self.n_ads, self.n_slots)
+
+    def one_hot(self) -> torch.Tensor:
+        """(N, segments + ads + slots) float features: one one-hot block per field."""
+        return torch.cat([F.one_hot(self.segment, self.n_segments), F.one_hot(self.ad, self.n_ads),
+                          F.one_hot(self.slot, self.n_slots)], 1).float()
+
+
+def make_impressions(n: int, n_segments: int = 20, n_ads: int = 50, n_slots: int = 4, base_logit: float = -3.0,
+                     spread: float = 0.8, slot_drop: float = 0.5, seed: int = 0) -> Impressions:
+    """``n`` generated ad impressions. The click log-odds are ``base_logit + s[segment] + a[ad] - slot_drop *
+    slot``, with segment and ad effects drawn from N(0, spread²) once per seed: a logistic model with one
+    weight per segment, ad and slot is the right model, so the oracle shows how close it can get."""
+    if n < 1 or min(n_segments, n_ads, n_slots) < 1:
+        raise ValueError("n and every count of segments, ads and slots must be at least 1")
+    g = torch.Generator().manual_seed(seed)
+    seg_effect = spread * torch.randn(n_segments, generator=g)
+    ad_effect = spread * torch.randn(n_ads, generator=g)
+    segment = torch.randint(0, n_segments, (n,), generator=g)
+    ad = torch.randint(0, n_ads, (n,), generator=g)
+    slot = torch.randint(0, n_slots, (n,), generator=g)
+    p = torch.sigmoid(base_logit + seg_effect[segment] + ad_effect[ad] - slot_drop * slot.float())
+    click = torch.bernoulli(p, generator=g)
+    return Impressions(segment, ad, slot, click, p, n_segments, n_ads, n_slots)
+
+
+def ad_ctr_scores(train: Impressions, test: Impressions, prior: float = 10.0) -> torch.Tensor:
+    """The counting baseline: each test impression gets its ad's click rate on the training impressions,
+    smoothed towards the overall rate as if every ad had ``prior`` more impressions at that rate."""
+    if prior < 0:
+        raise ValueError(f"prior must be >= 0, got {prior}")
+    rate = train.click.mean()
+    clicks = torch.bincount(train.ad, weights=train.click, minlength=train.n_ads)
+    shown = torch.bincount(train.ad, minlength=train.n_ads).float()
+    return ((clicks + prior * rate) / (shown + prior))[test.ad]
+
+
+class LogisticCTR(nn.Module):
+    """Logistic regression on one-hot fields: one weight per segment, ad and slot, plus a bias. Returns
+    the click logits (N,)."""
+
+    def __init__(self, n_features: int):
+        super().__init__()
+        self.linear = nn.Linear(n_features, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x).squeeze(-1)
 
 
 ACTIONS = ("left", "stay", "right")

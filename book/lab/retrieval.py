@@ -23,7 +23,7 @@ from book.nn.retrieval import (
     recall_at_k,
     tokenize,
 )
-from book.ui import Explorer, LiveFigure, Replay
+from book.ui import Explorer, Replay
 
 # Each attribute value: the word the documents use, and a paraphrase (used only by paraphrase questions)
 # that shares no token with it.
@@ -214,10 +214,7 @@ class RetrievalMonitor(Replay):
         self.records.append((label, step, loss, recall))
         if redraw:
             self.draw(len(self.records) - 1)
-            if self.live is None:
-                self.live = LiveFigure(self.fig)
-            else:
-                self.live.update()
+            self.show_live()
 
     def draw(self, k: int):
         """Every run's curves as recorded up to record ``k``."""

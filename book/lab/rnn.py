@@ -74,12 +74,18 @@ def streams(ids: torch.Tensor, n: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def stream_loss(model: CharLSTM, ids: torch.Tensor, n_streams: int = 8, chunk: int = 256) -> float:
+def stream_loss(model: CharLSTM, ids: torch.Tensor, n_streams: int = 8, chunk: int = 256,
+                chunks: int | None = None) -> float:
     """Mean next-character loss over ``ids`` read as ``n_streams`` streams, the state carried all the way
-    (every prediction sees everything before it in its stream)."""
+    (every prediction sees everything before it in its stream). ``chunks``: read at most that many chunks
+    of ``chunk`` characters per stream (None: all of ``ids``)."""
+    if chunks is not None and chunks < 1:
+        raise ValueError(f"chunks must be >= 1 or None, got {chunks}")
     was = model.training
     model.eval()
     x = streams(ids, n_streams)
+    if chunks is not None:
+        x = x[:, :chunks * chunk + 1]
     state, total, count = None, 0.0, 0
     for t in range(0, x.shape[1] - 1, chunk):
         inp, tgt = x[:, t:t + chunk], x[:, t + 1:t + chunk + 1]
@@ -116,3 +122,48 @@ def train_tbptt(train_ids: torch.Tensor, k: int, *, vocab: int, hidden: int, bat
         opt.step()
         state = tuple(s.detach() for s in state) if carry else None   # keep the values, cut the graph
     return model
+
+
+# ============================================================================ dropout in recurrent networks
+def locked_dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
+    """Dropout on a sequence ``x`` (batch, time, features) with **one mask per sequence**, the same at every
+    time step (Gal & Ghahramani's variational dropout, applied to the non-recurrent connections). Kept
+    units are scaled by ``1 / (1 - p)`` as in ``nn.Dropout``, so the expected value is unchanged."""
+    if not 0 <= p < 1:
+        raise ValueError(f"p must be in [0, 1), got {p}")
+    if x.ndim != 3:
+        raise ValueError(f"expected (batch, time, features), got shape {tuple(x.shape)}")
+    if not training or p == 0:
+        return x
+    mask = torch.empty(x.shape[0], 1, x.shape[2], device=x.device, dtype=x.dtype).bernoulli_(1 - p)
+    return x * mask / (1 - p)
+
+
+class DropoutCharLSTM(CharLSTM):
+    """:class:`~book.nn.rnn.CharLSTM` with dropout where Zaremba et al. (2014) put it: on the embedding that
+    enters the LSTM and on the LSTM's output before the head (and, with ``layers > 1``, between layers,
+    ``nn.LSTM(dropout=p)``) -- never on the recurrent connection h_{t-1} -> h_t. ``variational=True`` draws
+    one mask per sequence for all time steps (:func:`locked_dropout`) instead of a fresh one per step.
+    With ``p = 0``, or in ``eval()`` mode, it computes exactly what a ``CharLSTM`` with its weights does."""
+
+    def __init__(self, vocab_size: int, hidden: int = 192, layers: int = 1, p: float = 0.3,
+                 variational: bool = False):
+        if not 0 <= p < 1:
+            raise ValueError(f"p must be in [0, 1), got {p}")
+        super().__init__(vocab_size, hidden, layers)
+        self.p, self.variational = p, variational
+        if layers > 1:
+            self.lstm.dropout = p      # nn.LSTM drops the outputs of every layer but the last
+
+    def _drop(self, x):
+        if self.variational:
+            return locked_dropout(x, self.p, self.training)
+        return nn.functional.dropout(x, self.p, self.training)
+
+    def forward(self, x, state=None, return_state: bool = False):
+        if x.ndim != 2 or x.dtype != torch.long:
+            raise ValueError("expected token ids of shape (batch, time) and dtype long, "
+                             f"got {tuple(x.shape)} {x.dtype}")
+        h, state = self.lstm(self._drop(self.emb(x)), state)   # dropout on the input side ...
+        logits = self.head(self._drop(h))                      # ... and on the output side only
+        return (logits, state) if return_state else logits

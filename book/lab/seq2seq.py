@@ -20,7 +20,6 @@ from torch.nn.utils.rnn import pack_padded_sequence
 
 from book.nn.attention import additive_attention
 from book.ui.explorer import Replay
-from book.ui.figure import LiveFigure
 
 PAD, BOS, EOS = 0, 1, 2
 LETTERS = "abcdefghijkl"
@@ -294,10 +293,7 @@ class AlignmentMonitor(Replay):
         chars = "".join(TOKENS[i] for i in ids[0].tolist())
         self.frames.append((run.step[-1], run.val_exact[-1], w[0, :, :self.L].cpu(), chars))
         self.draw(len(self.frames) - 1)
-        if self.live is None:
-            self.live = LiveFigure(self.fig)
-        else:
-            self.live.update()
+        self.show_live()
 
     def draw(self, k: int):
         import matplotlib.pyplot as plt

@@ -1,6 +1,7 @@
 """The training_practice chapter's plumbing: per-layer activation and gradient statistics of a deep MLP at
-initialisation, and :class:`InitExplorer`, the view that switches initialisation × normalisation ×
-activation and shows them.
+initialisation, :class:`InitExplorer`, the view that switches initialisation × normalisation ×
+activation and shows them, and :class:`InitDashboard`, the same switches over a short training run
+watched in the live training dashboard.
 
 The networks come from :func:`book.nn.models.deep_mlp`.
 """
@@ -14,7 +15,8 @@ from torch import nn
 
 from book.config import setup
 from book.nn.models import deep_mlp
-from book.ui import Explorer
+from book.train import fit
+from book.ui import Explorer, Replay, TrainingDashboard
 
 # initialisation name shown to the reader -> (deep_mlp's init, weight std override as a function of fan_in)
 INITS = {"too small N(0, 0.01²)": ("naive", None),
@@ -140,3 +142,93 @@ def tanh_fixed_point(gain: float, q0: float = 1.0, layers: int = 200, n: int = 2
     for _ in range(layers):
         q = gain ** 2 * float(np.sum(np.tanh(math.sqrt(q) * xi) ** 2 * pdf) * dx)
     return q
+
+
+# ============================================================================ the switches, while training
+class _ViewDashboard(TrainingDashboard):
+    """A :class:`~book.ui.TrainingDashboard` that draws into an :class:`InitDashboard`'s figure and shows its
+    redraws through the view's display (``live=False``: it records and draws, but shows nothing)."""
+
+    def __init__(self, model: nn.Module, view: "InitDashboard", live: bool, **kw):
+        super().__init__(model, **kw)
+        self.view, self.show_live = view, live
+
+    def on_train_begin(self, state):
+        super().on_train_begin(state)
+        self.fig, self.axes = self.view.figure(), self.view.axes
+
+    def _show(self):
+        if self.show_live:
+            self.view.refresh()
+
+
+class InitDashboard(Explorer, Replay):
+    """Switch initialisation × normalisation (× activation), press *train*, and watch a deep MLP train in the
+    live training dashboard: loss, validation accuracy, each layer's gradient norm and the activations.
+
+    Settings: ``init`` (a key of ``INITS``), ``norm`` (a key of ``NORMS``), ``act``, ``depth``, ``width``,
+    ``steps`` (Adam steps of ``batch`` images), ``lr``, ``seed``. ``draw`` trains a fresh network from
+    ``seed`` (the same batches for every setting) and returns ``{"val_acc", "first", "last", "spread",
+    "history"}``: the final validation accuracy, the first and the last hidden layer's weight-gradient norm
+    at the last log point, and the largest / smallest of the hidden layers' norms there; ``runs`` keeps it
+    for every setting drawn (a ``player`` over settings fills it). ``replay()`` replays the last run drawn
+    (for the static site)."""
+
+    defaults = {"init": "too small N(0, 0.01²)", "norm": "none", "act": "tanh", "depth": 10, "width": 128,
+                "steps": 200, "batch": 64, "lr": 1e-3, "seed": 0}
+    apply_button = "train"
+    replay_hint = "call draw() or show() first"
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, val: tuple, **settings):
+        self.x, self.y, self.val = x, y, val
+        self.dash = None
+        self.runs: dict = {}    # (init, norm, act) -> what draw returned, for every run drawn so far
+        self._trained = None    # the settings of the run self.dash recorded
+        super().__init__(**settings)
+
+    def _validate(self, s, changed):
+        InitExplorer._validate(self, s, changed)
+        if s["steps"] < 1 or s["batch"] < 2 or s["lr"] <= 0:
+            raise ValueError(f"steps must be >= 1, batch >= 2 and lr > 0; got {s['steps']}, {s['batch']}, "
+                             f"{s['lr']}")
+
+    def _controls(self):
+        import ipywidgets as w
+        return {"init": w.Dropdown(options=list(INITS), description="init"),
+                "norm": w.Dropdown(options=list(NORMS), description="normalise"),
+                "act": w.Dropdown(options=["tanh", "relu"], description="activation")}
+
+    def _new_figure(self):
+        import matplotlib.pyplot as plt
+        fig, axes = plt.subplots(1, 4, figsize=(15, 3.3), dpi=80)
+        fig.subplots_adjust(left=0.04, right=0.99, bottom=0.16, top=0.88, wspace=0.22)
+        return fig, axes
+
+    def draw(self, **override):
+        s = self.resolve(**override)
+        live = not override           # player frames and checks train without touching the display
+        if s == self._trained and not live:
+            # the same settings (and seed) train the same run: redraw its end instead of training again
+            self.dash.draw(self.dash.history, len(self.dash.snapshots) - 1)
+            return self.runs[s["init"], s["norm"], s["act"]]
+        net = build(s["init"], s["norm"], s["act"], s["depth"], s["width"], seed=s["seed"]).to(self.x.device)
+        if live and self.live is None:
+            self.refresh()           # one display for the view; the dashboard redraws into it
+        self.dash = _ViewDashboard(net, self, live, title=f"{s['init']}, {s['norm']}")
+        g = torch.Generator().manual_seed(s["seed"])
+        h = fit(net, (self.x, self.y), torch.optim.Adam(net.parameters(), lr=s["lr"]), steps=s["steps"],
+                batch_size=s["batch"], val=self.val, log_every=max(1, s["steps"] // 10),
+                callbacks=[self.dash], generator=g, progress=False)
+        hidden = [j for j, (_, m) in enumerate(self.dash.weighted) if isinstance(m, nn.Linear)][:-1]
+        norms = self.dash.snapshots[-1]["norms"][hidden]
+        out = {"val_acc": h.val_acc[-1], "first": float(norms[0]), "last": float(norms[-1]),
+               "spread": float(norms.max() / norms.min()), "history": h}
+        self.runs[s["init"], s["norm"], s["act"]] = out
+        self._trained = dict(s)
+        return out
+
+    def _frames(self) -> int:
+        return len(self.dash.snapshots) if self.dash is not None and self.dash.history is not None else 0
+
+    def _draw_frame(self, k: int):
+        self.dash.draw(self.dash.history, k)

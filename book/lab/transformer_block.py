@@ -18,7 +18,7 @@ from book.data.text import batch_sampler
 from book.nn.gpt import CausalSelfAttention, GPTConfig
 from book.nn.losses import lm_loss
 from book.train import Callback, State, fit
-from book.ui import LiveFigure, Replay
+from book.ui import Replay
 
 
 @dataclass(frozen=True)
@@ -159,10 +159,7 @@ class StageMonitor(Callback, Replay):
         self.events.append((self._current, len(self.curves[self._current])))
         if state.step == state.total_steps:       # draw once per stage: cheap enough to keep
             self.draw(len(self.events) - 1)
-            if self.live is None:
-                self.live = LiveFigure(self.fig)
-            else:
-                self.live.update()
+            self.show_live()
 
     def draw(self, k: int):
         """Every curve as it stood after recorded point ``k``."""

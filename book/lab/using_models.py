@@ -10,7 +10,7 @@ import torch.nn as nn
 
 from book.nn.gpt import Block, GPTConfig
 from book.nn.moe import MoE
-from book.ui import LiveFigure, Replay
+from book.ui import Replay
 
 
 # ============================================================================ in-context regression
@@ -88,10 +88,7 @@ class ICLMonitor(Replay):
         self.records.append((step, np.asarray(errors)))
         if redraw:
             self.draw(len(self.records) - 1)
-            if self.live is None:
-                self.live = LiveFigure(self.fig)
-            else:
-                self.live.update()
+            self.show_live()
 
     def draw(self, k: int):
         """The error curve recorded at point ``k`` with the baselines."""

@@ -17,7 +17,7 @@ from torch import nn
 from book.nn.detection import (ap_from_pr, batched_nms, decode_grid, dice, encode_box, mask_iou,
                                 match_detections, mean_average_precision, pr_curve)
 from book.train import Callback, State, fit
-from book.ui import Explorer, LiveFigure, Replay
+from book.ui import Explorer, Replay
 
 N_CLASSES = 10
 
@@ -282,10 +282,7 @@ class DetectionMonitor(Callback, Replay):
                   raw.labels[self.index:self.index + 1])
         self.shown.append(postprocess(one)[0])
         self.draw(len(self.steps) - 1)
-        if self.live is None:
-            self.live = LiveFigure(self.fig)
-        else:
-            self.live.update()
+        self.show_live()
 
     def draw(self, k: int):
         if self.fig is None:

@@ -16,7 +16,6 @@ from torch import nn
 
 from book.train import Callback, State
 from book.ui.explorer import Replay
-from book.ui.figure import LiveFigure
 
 ACTIVATION_TYPES = (nn.ReLU, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.ELU)
 
@@ -124,10 +123,7 @@ class TrainingDashboard(Callback, Replay):
         self.redraws += 1
 
     def _show(self):
-        if self.live is None:
-            self.live = LiveFigure(self.fig)
-        else:
-            self.live.update()
+        self.show_live()
 
     # -- drawing
     def draw(self, history, k: int):

@@ -224,6 +224,14 @@ class Replay:
     def _draw_frame(self, k: int):
         raise NotImplementedError
 
+    def show_live(self):
+        """Show ``self.fig`` live while the run goes: displayed at the first call, redrawn in place at the
+        next ones (in ``self.live``). Views call it at each redraw point, after drawing the newest frame."""
+        if getattr(self, "live", None) is None:
+            self.live = LiveFigure(self.fig)
+        else:
+            self.live.update()
+
     def replay(self, max_frames: int = 24, interval: int = 400):
         """A JavaScript player (works in the static site) of at most ``max_frames`` recorded frames, spread
         evenly over the run, first and last included; ``interval``: milliseconds per frame."""

@@ -72,6 +72,54 @@ def test_minibatch_std_and_discriminator_shapes():
         gan.MinibatchStd()(torch.ones(1, 3))
 
 
+def test_input_std_discriminator_sees_the_batch_spread():
+    d = gan.MLPDiscriminator(2, 16, input_std=True)
+    assert d(torch.randn(5, 2)).shape == (5,)
+    assert d.body[2].in_features == 3                      # 2 coordinates + the batch's spread
+    # the spread enters: the same sample scores differently in a spread-out and in a collapsed batch
+    x = torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    spread = torch.tensor([[1.0, 0.0], [-1.0, 0.0]])
+    assert not torch.isclose(d(x)[0], d(spread)[0])
+
+
+def test_image_sampler_draws_flat_training_images():
+    imgs = torch.arange(5 * 4, dtype=torch.float32).view(5, 1, 2, 2)
+    real = gan.image_sampler(imgs)
+    x = real(7, torch.Generator().manual_seed(0))
+    assert x.shape == (7, 4)
+    rows = {tuple(r.tolist()) for r in imgs.flatten(1)}
+    assert all(tuple(r.tolist()) in rows for r in x)
+    assert torch.equal(x, real(7, torch.Generator().manual_seed(0)))     # the generator decides
+    with pytest.raises(ValueError, match="batch of images"):
+        gan.image_sampler(torch.zeros(3))
+
+
+def test_digit_monitor_draws_a_sample_grid_and_replays():
+    import matplotlib
+    matplotlib.use("Agg")
+    from book.lab.generative import draw_samples, mosaic
+    torch.manual_seed(0)
+    G, D = gan.mlp_generator(4, 16, 784, depth=1, out_act="sigmoid"), gan.MLPDiscriminator(784, 16, depth=1)
+    x = torch.rand(30, 1, 28, 28)
+    mon = gan.DigitMonitor("digits", rows=2)
+    with pytest.raises(RuntimeError, match="on_log"):
+        mon.replay()
+    hist = gan.train_gan(G, D, gan.image_sampler(x), latent=4, steps=4, batch_size=8, log_every=2, n_show=6,
+                         on_log=mon.update)
+    assert hist.samples[-1].shape == (6, 784) and mon.history is hist
+    img = mon.ax_pts.images[0].get_array()
+    assert img.shape == (2 * 28, 3 * 28)                       # 6 samples in 2 rows of 28 x 28
+    assert torch.allclose(torch.as_tensor(img.data), mosaic(hist.samples[-1].view(6, 28, 28), rows=2))
+    assert "<script" in mon.replay().data
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots()
+    draw_samples(ax, torch.rand(4, 784), rows=2, title="t")   # flat rows become 28 x 28 images
+    assert ax.images[0].get_array().shape == (56, 56) and ax.get_title() == "t"
+    with pytest.raises(ValueError, match="rows"):
+        draw_samples(ax, torch.rand(5, 784), rows=2)
+    plt.close(fig)
+
+
 def test_train_gan_records_and_saturation_gradients():
     torch.manual_seed(0)
     G, D = gan.mlp_generator(4, 16, 2), gan.MLPDiscriminator(2, 16)

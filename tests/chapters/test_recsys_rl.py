@@ -1,4 +1,5 @@
-"""book.lab.recsys_rl (generated clicks, matrix factorisation, top-k metrics, Catch, REINFORCE) and its checks."""
+"""book.lab.recsys_rl (generated clicks, matrix factorisation, top-k metrics, click-through rates, Catch,
+REINFORCE) and its checks."""
 import math
 
 import matplotlib
@@ -12,9 +13,11 @@ from book.check import raising  # noqa: E402
 from book.check import recsys_rl as checks  # noqa: E402
 from book.lab.recsys_rl import (  # noqa: E402
     Catch,
+    LogisticCTR,
     MatrixFactorization,
     PolicyNet,
     UserExplorer,
+    ad_ctr_scores,
     bpr_loss,
     discounted_returns,
     draw_catch,
@@ -26,6 +29,7 @@ from book.lab.recsys_rl import (  # noqa: E402
     hit_rate_at_k,
     knn_genre_accuracy,
     make_clicks,
+    make_impressions,
     model_scores,
     ndcg_at_k,
     pca_2d,
@@ -149,6 +153,71 @@ def test_training_beats_the_baselines(loss):
         train_mf(m, d, loss="mse")
     with pytest.raises(ValueError, match="users x"):
         train_mf(MatrixFactorization(3, 3), d)
+
+
+# ============================================================================ click-through rate
+def test_impressions_are_deterministic_slice_and_encode():
+    a, b = make_impressions(500, seed=3), make_impressions(500, seed=3)
+    assert torch.equal(a.click, b.click) and torch.equal(a.ad, b.ad)
+    assert not torch.equal(a.p, make_impressions(500, seed=4).p)
+    x = a.one_hot()
+    assert x.shape == (500, a.n_segments + a.n_ads + a.n_slots)
+    assert torch.equal(x.sum(1), torch.full((500,), 3.0))                 # one 1 per field
+    assert torch.equal(x[:, :a.n_segments].argmax(1), a.segment)
+    part = a[10:20]
+    assert len(part) == 10 and torch.equal(part.p, a.p[10:20]) and part.n_ads == a.n_ads
+    assert set(a.click.unique().tolist()) <= {0.0, 1.0} and ((a.p > 0) & (a.p < 1)).all()
+    with pytest.raises(ValueError, match="at least 1"):
+        make_impressions(0)
+
+
+def test_impressions_follow_the_slot_penalty_and_the_base_rate():
+    d = make_impressions(60000, seed=0, spread=0.0)              # no segment or ad effect
+    rates = [d.click[d.slot == s].mean().item() for s in range(d.n_slots)]
+    assert rates == sorted(rates, reverse=True)                   # the top slot is clicked most
+    assert abs(rates[0] - 1 / (1 + math.exp(3.0))) < 0.01         # sigmoid(base_logit)
+
+
+def test_ad_click_rate_baseline_by_hand():
+    d = make_impressions(6, n_ads=3, seed=0)
+    d.ad, d.click = torch.tensor([0, 0, 1, 1, 1, 2]), torch.tensor([1.0, 0, 1, 1, 0, 0])
+    rate = 3 / 6
+    assert torch.allclose(ad_ctr_scores(d, d, prior=0.0), torch.tensor([0.5, 0.5, 2 / 3, 2 / 3, 2 / 3, 0.0]))
+    smoothed = ad_ctr_scores(d, d[:1], prior=2.0)                 # ad 0: (1 + 2 * 0.5) / (2 + 2)
+    assert torch.allclose(smoothed, torch.tensor([(1 + 2 * rate) / 4]))
+    with pytest.raises(ValueError, match="prior"):
+        ad_ctr_scores(d, d, prior=-1.0)
+
+
+def test_logistic_ctr_learns_close_to_the_oracle_and_auc_matches_sklearn():
+    from sklearn.metrics import log_loss, roc_auc_score
+
+    from book.lab.evaluation import auc
+    from book.nn.losses import bce, bce_with_logits
+    from book.train import fit
+
+    d = make_impressions(30000, seed=1)
+    tr, te = d[:20000], d[20000:]
+    torch.manual_seed(0)
+    m = LogisticCTR(tr.one_hot().shape[1])
+    fit(m, (tr.one_hot(), tr.click), torch.optim.Adam(m.parameters(), lr=0.05), loss_fn=bce_with_logits,
+        epochs=5, batch_size=256, log_every=10**6, generator=torch.Generator().manual_seed(0), progress=False)
+    with torch.no_grad():
+        p = torch.sigmoid(m(te.one_hot()))
+    assert p.shape == (len(te),)
+    ll, base = bce(p, te.click).item(), bce(torch.full_like(p, tr.click.mean().item()), te.click).item()
+    assert ll == pytest.approx(log_loss(te.click.numpy(), p.numpy()), rel=1e-5)
+    assert ll < 0.9 * base and ll < 1.04 * bce(te.p, te.click).item()
+    hit = te.click.bool()
+    assert auc(p[hit], p[~hit]) == pytest.approx(roc_auc_score(te.click.numpy(), p.numpy()), abs=1e-9)
+    assert auc(p[hit], p[~hit]) > ad_auc(tr, te) + 0.04
+
+
+def ad_auc(tr, te):
+    from book.lab.evaluation import auc
+
+    q, hit = ad_ctr_scores(tr, te), te.click.bool()
+    return auc(q[hit], q[~hit])
 
 
 def test_pca_matches_torch():
@@ -279,6 +348,10 @@ def _sol_ndcg(ranked, relevant, k):
     return dcg / sum(1 / math.log2(r + 2) for r in range(min(k, len(relevant))))
 
 
+def _sol_downsample(p_s, w):
+    return w * p_s / (w * p_s + 1 - p_s)
+
+
 def _sol_returns(rewards, gamma):
     out, running = torch.zeros_like(rewards), 0.0
     for t in reversed(range(len(rewards))):
@@ -300,6 +373,7 @@ def _sol_reinforce(log_probs, returns, baselines):
 SOLUTIONS = [("hit_rate_at_k", _sol_hit, lambda r, rel, k: float(any(i in rel for i in list(r)[:k + 1]))),
              ("ndcg_at_k", _sol_ndcg,
               lambda r, rel, k: sum(1 / math.log2(i + 2) for i, x in enumerate(r[:k]) if x in rel)),
+             ("undo_downsampling", _sol_downsample, lambda p, w: p * w),        # scales p, not the odds
              ("discounted_returns", _sol_returns, lambda r, g: r.flip(0).cumsum(0).flip(0)),
              ("epsilon_greedy_probs", _sol_eps, lambda q, e: torch.softmax(q / max(e, 1e-3), 0)),
              ("reinforce_loss", _sol_reinforce, lambda lp, G, b: -((G - b) * lp).mean())]   # baseline not detached

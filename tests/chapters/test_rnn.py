@@ -231,3 +231,78 @@ def test_tbptt_trains_and_checks_its_arguments():
 ])
 def test_new_rnn_checks(name, good, bad, check_verdict):
     check_verdict(name, good, bad)
+
+
+# ---------------------------------------------------------------- dropout in recurrent networks
+def test_locked_dropout_keeps_one_mask_per_sequence():
+    from book.lab.rnn import locked_dropout
+    torch.manual_seed(0)
+    x = torch.ones(64, 20, 32)
+    y = locked_dropout(x, 0.25)
+    kept = y != 0
+    assert torch.equal(kept, kept[:, :1].expand_as(kept))            # the same units at every step
+    assert torch.allclose(y[kept], torch.full_like(y[kept], 1 / 0.75))  # rescaled like nn.Dropout
+    assert abs((~kept[:, 0]).float().mean().item() - 0.25) < 0.05    # a share p dropped
+    # a fresh mask per step (nn.Dropout) drops different units at different steps
+    fresh = nn.functional.dropout(x, 0.25) != 0
+    assert not torch.equal(fresh, fresh[:, :1].expand_as(fresh))
+    assert torch.equal(locked_dropout(x, 0.25, training=False), x)
+    assert torch.equal(locked_dropout(x, 0.0), x)
+    big = locked_dropout(torch.ones(4000, 3, 8), 0.5)
+    assert big.mean().item() == pytest.approx(1.0, abs=0.05)         # the expected value is kept
+    with pytest.raises(ValueError, match="p must be"):
+        locked_dropout(x, 1.0)
+    with pytest.raises(ValueError, match="batch, time, features"):
+        locked_dropout(torch.ones(3, 4), 0.1)
+
+
+@pytest.mark.parametrize("variational", [False, True])
+def test_dropout_char_lstm_is_the_plain_model_without_dropout(variational):
+    from book.lab.rnn import DropoutCharLSTM
+    torch.manual_seed(0)
+    ours = DropoutCharLSTM(11, 16, p=0.4, variational=variational)
+    plain = CharLSTM(11, 16)
+    plain.load_state_dict(ours.state_dict())
+    x = torch.randint(0, 11, (3, 9))
+    ours.eval()
+    assert torch.allclose(ours(x), plain(x), atol=1e-6)               # eval: no dropout anywhere
+    ours.train()
+    assert not torch.allclose(ours(x), plain(x), atol=1e-3)           # training: dropped
+    zero = DropoutCharLSTM(11, 16, p=0.0, variational=variational)
+    zero.load_state_dict(ours.state_dict())
+    assert torch.allclose(zero(x), plain(x), atol=1e-6)
+    logits, state = ours(x, return_state=True)
+    assert logits.shape == (3, 9, 11) and state[0].shape == (1, 3, 16)
+
+
+def test_dropout_char_lstm_drops_only_non_recurrent_connections():
+    from book.lab.rnn import DropoutCharLSTM
+    torch.manual_seed(0)
+    m = DropoutCharLSTM(7, 8, layers=2, p=0.3)
+    assert m.lstm.dropout == 0.3                                      # between stacked layers
+    assert DropoutCharLSTM(7, 8, layers=1, p=0.3).lstm.dropout == 0   # nn.LSTM warns otherwise
+    # the recurrent path is untouched: with the input and output masks fixed by the seed, the
+    # model equals nn.LSTM run on the masked embedding (the LSTM's own step is PyTorch's)
+    m = DropoutCharLSTM(7, 8, p=0.5).train()
+    x = torch.randint(0, 7, (2, 5))
+    torch.manual_seed(1)
+    out = m(x)
+    torch.manual_seed(1)
+    h, _ = m.lstm(nn.functional.dropout(m.emb(x), 0.5))
+    assert torch.allclose(out, m.head(nn.functional.dropout(h, 0.5)), atol=1e-6)
+    with pytest.raises(ValueError, match="p must be"):
+        DropoutCharLSTM(7, 8, p=-0.1)
+    with pytest.raises(ValueError, match="token ids"):
+        m(torch.zeros(2, 5))
+
+
+def test_stream_loss_reads_at_most_chunks():
+    from book.lab.rnn import stream_loss, streams
+    torch.manual_seed(0)
+    m, ids = CharLSTM(23, 8), torch.randint(0, 23, (400,))
+    assert stream_loss(m, ids, n_streams=2, chunk=10, chunks=100) == stream_loss(m, ids, n_streams=2, chunk=10)
+    x = streams(ids, 2)[:, :31]                      # three chunks of 10, and the last target
+    whole = float(lm_loss(m(x[:, :-1]), x[:, 1:]).detach())
+    assert stream_loss(m, ids, n_streams=2, chunk=10, chunks=3) == pytest.approx(whole, rel=1e-5)
+    with pytest.raises(ValueError, match="chunks must be"):
+        stream_loss(m, ids, chunks=0)

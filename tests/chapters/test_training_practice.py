@@ -103,3 +103,28 @@ def test_init_explorer_draws_and_validates():
     for bad in ({"init": "zeros"}, {"norm": "rms"}, {"act": "gelu"}, {"depth": 0}):
         with pytest.raises(ValueError):
             InitExplorer(torch.zeros(2, 784), torch.zeros(2, dtype=torch.long), **bad)
+
+
+def test_init_dashboard_trains_records_and_replays():
+    from book.lab.training_practice import InitDashboard
+    torch.manual_seed(0)
+    x, y = torch.rand(128, 1, 28, 28), torch.randint(0, 10, (128,))
+    view = InitDashboard(x, y, (x[:32], y[:32]), depth=3, width=16, steps=6, batch=16)
+    with pytest.raises(RuntimeError, match="nothing to replay yet"):
+        view.replay()
+    out = view.draw(init="He", norm="batch norm")
+    assert set(out) == {"val_acc", "first", "last", "spread", "history"}
+    assert 0 <= out["val_acc"] <= 1 and out["spread"] >= 1 and out["history"].step[-1] == 6
+    assert view.runs["He", "batch norm", "tanh"] is out
+    assert len(view.axes) == 4 and view.axes[0].lines                # the dashboard's four panels
+    assert "<script" in view.replay(max_frames=3).data
+    # the same settings again redraw the recorded run instead of training it again
+    dash = view.dash
+    assert view.draw(init="He", norm="batch norm") is out and view.dash is dash
+    small = view.draw(init="too small N(0, 0.01²)")
+    assert small["first"] < out["first"] and view.dash is not dash
+    html = view.player(("init", "norm"), [("Xavier", "none"), ("He", "layer norm")]).data
+    assert "<script" in html and ("He", "layer norm", "tanh") in view.runs
+    for bad in ({"init": "zeros"}, {"norm": "rms"}, {"steps": 0}, {"lr": 0.0}):
+        with pytest.raises(ValueError):
+            InitDashboard(x, y, (x, y), **bad)

@@ -38,7 +38,7 @@ WORK = ROOT / "_build" / "colab"
 # What Colab has preinstalled that a chapter, its kernel or nbclient uses (their dependencies follow).
 PREINSTALLED = ["numpy", "matplotlib", "ipython", "ipykernel", "ipywidgets", "widgetsnbextension",
                 "jupyter_client", "nbclient", "nbformat", "tqdm", "tokenizers", "tensorboard", "pillow",
-                "jax", "jaxlib", "peft", "transformers", "scikit-learn"]
+                "jax", "jaxlib", "peft", "transformers", "scikit-learn", "networkx", "librosa"]
 # Colab's versions of the packages whose version matters most to the book; checked after the build.
 KEY_VERSIONS = ("ipython", "ipywidgets", "ipykernel", "numpy", "matplotlib", "tokenizers", "tensorboard")
 

@@ -127,6 +127,30 @@ def test_dry_run_evaluates_the_first_examples_only(monkeypatch):
     assert dry == pytest.approx(first) and dry != pytest.approx(full)
 
 
+def test_dry_run_epoch_is_a_few_batches(monkeypatch):
+    from book.config import DRY_COUNT
+    from book.train import batches_per_epoch, fit
+    x, y = torch.randn(1000, 3), torch.randint(0, 2, (1000,))
+
+    def steps_of(epochs):
+        model = torch.nn.Linear(3, 2)
+        h = fit(model, (x, y), torch.optim.SGD(model.parameters(), lr=0.1), epochs=epochs,
+                batch_size=100, log_every=1, progress=False)
+        return h.step[-1]
+    assert steps_of(2) == 20                      # ten batches an epoch
+    monkeypatch.setenv("BOOK_DRYRUN", "1")
+    assert steps_of(2) == 2 * DRY_COUNT           # the dry run: DRY_COUNT batches an epoch
+    assert batches_per_epoch(1000, 100) == DRY_COUNT and batches_per_epoch(50, 100) == 1
+    monkeypatch.setenv("BOOK_DRYRUN", "0")
+    assert batches_per_epoch(1000, 100) == 10 and batches_per_epoch(1001, 100) == 11
+    with pytest.raises(ValueError, match="batch_size >= 1"):
+        batches_per_epoch(10, 0)
+    model = torch.nn.Linear(3, 2)                 # steps= (a get_batch function) is not capped here
+    h = fit(model, lambda s: (x[:10], y[:10]), torch.optim.SGD(model.parameters(), lr=0.1),
+            steps=7, log_every=1, progress=False)
+    assert h.step[-1] == 7
+
+
 def test_dry_run_counts_notebook_asserts_but_still_evaluates_them():
     import ast
 

@@ -288,6 +288,23 @@ def test_replay_contract_spreads_frames_and_says_how_to_record():
     assert set(r.drawn) == {0, 1, 2}
 
 
+def test_show_live_displays_once_then_redraws_in_place(monkeypatch):
+    import book.ui.explorer as ex
+    made, updated = [], []
+
+    class Fake:
+        def __init__(self, fig):
+            made.append(fig)
+
+        def update(self):
+            updated.append(1)
+    monkeypatch.setattr(ex, "LiveFigure", Fake)
+    r = Recorded(2)
+    for _ in range(3):
+        r.show_live()
+    assert made == [r.fig] and len(updated) == 2 and isinstance(r.live, Fake)
+
+
 def test_every_replay_view_has_the_same_signature():
     import inspect
 
@@ -322,8 +339,20 @@ def test_every_replay_view_has_the_same_signature():
     from book.lab.gan import RingMonitor
     assert issubclass(RingMonitor, Replay) and str(inspect.signature(RingMonitor.replay)) == (
         "(self, max_frames: 'int' = 24, interval: 'int' = 400)")
+    from book.lab.gan import DigitMonitor
+    assert issubclass(DigitMonitor, Replay) and str(inspect.signature(DigitMonitor.replay)) == (
+        "(self, max_frames: 'int' = 24, interval: 'int' = 400)")
     from book.lab.few_shot import EpisodeMonitor
     assert issubclass(EpisodeMonitor, Replay) and str(inspect.signature(EpisodeMonitor.replay)) == (
+        "(self, max_frames: 'int' = 24, interval: 'int' = 400)")
+    from book.lab.pipeline import ServeMonitor
+    assert issubclass(ServeMonitor, Replay) and str(inspect.signature(ServeMonitor.replay)) == (
+        "(self, max_frames: 'int' = 24, interval: 'int' = 400)")
+    from book.lab.graphs import GraphMonitor
+    assert issubclass(GraphMonitor, Replay) and str(inspect.signature(GraphMonitor.replay)) == (
+        "(self, max_frames: 'int' = 24, interval: 'int' = 400)")
+    from book.lab.privacy_fairness import DPMonitor
+    assert issubclass(DPMonitor, Replay) and str(inspect.signature(DPMonitor.replay)) == (
         "(self, max_frames: 'int' = 24, interval: 'int' = 400)")
 
 
@@ -354,6 +383,7 @@ def test_every_settings_view_is_an_explorer():
     views.append(backprop.GraphStepper)
     from book.lab import training_practice
     views.append(training_practice.InitExplorer)
+    views.append(training_practice.InitDashboard)
     from book.lab import rnn
     views.append(rnn.GradientFlowExplorer)
     from book.lab import modern_block
@@ -374,6 +404,16 @@ def test_every_settings_view_is_an_explorer():
     views.append(gan.LatentWalk)
     from book.lab import few_shot
     views.append(few_shot.EpisodeExplorer)
+    from book.lab import pipeline
+    views.append(pipeline.SCurveExplorer)
+    from book.lab import graphs
+    views.append(graphs.AttentionExplorer)
+    from book.lab import explanations
+    views.extend([explanations.ExplanationExplorer, explanations.IGMonitor])
+    from book.lab import privacy_fairness
+    views.extend([privacy_fairness.ThresholdExplorer, privacy_fairness.DPMonitor])
+    from book.lab import speech
+    views.append(speech.KeywordExplorer)
     for cls in views:
         assert issubclass(cls, Explorer), cls
         for name in ("show", "player", "render", "refresh", "resolve"):
