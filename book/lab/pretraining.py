@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from book.config import DRY_COUNT, dry_run
 from book.data import sha256
 from book.data.text import CharVocab
 from book.nn.gpt import GPT, GPTConfig
@@ -205,11 +206,13 @@ def ngram_classifier(train: tuple, val: tuple, n_max: int = 3, vocab_size: int =
 
     Xt, Xv = (Xt - mu) / sd, design(xv)
     n_classes = int(yt.max()) + 1
+    # a dry run (BOOK_DRYRUN) proves the plumbing at gpu sizes: a few L-BFGS iterations, not a fit
+    iters = DRY_COUNT if dry_run() else 100
     best = None
     for wd in weight_decays:
         W = torch.zeros(Xt.shape[1], n_classes, requires_grad=True)
         b = torch.zeros(n_classes, requires_grad=True)
-        opt = torch.optim.LBFGS([W, b], max_iter=100, line_search_fn="strong_wolfe")
+        opt = torch.optim.LBFGS([W, b], max_iter=iters, line_search_fn="strong_wolfe")
 
         def closure():
             opt.zero_grad()

@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from book import check, load_text
+from book.config import DRY_COUNT
 from book.check import raising
 from book.data.text import CharVocab
 from book.lab.pretraining import (
@@ -116,6 +117,15 @@ def test_baselines():
     predict, info = ngram_classifier(toy(100), toy(50), n_max=2, vocab_size=5)
     xs, ys = toy(50)
     assert info["val"] == 1.0 and (predict(xs) == ys).all()
+    # the dry run: the same plumbing with a few L-BFGS iterations (counted: the closure's calls)
+    import book.lab.pretraining as lab
+    calls = []
+    real = lab.F.cross_entropy
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("BOOK_DRYRUN", "1")
+        mp.setattr(lab.F, "cross_entropy", lambda *a, **k: calls.append(1) or real(*a, **k))
+        dry_predict, _ = ngram_classifier(toy(100), toy(50), n_max=2, vocab_size=5)
+    assert dry_predict(xs).shape == ys.shape and 0 < len(calls) <= 3 * 2 * DRY_COUNT
     # the book's task: a bag of characters cannot see swapped letters
     train = typo_windows(TEXT, VOCAB, "train", 200, seed=3)
     val = typo_windows(TEXT, VOCAB, "val", 200, seed=0)
