@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from book.lab.recsys_rl import PolicyNet
-from book.ui import Explorer, Replay
+from book.ui import Explorer, RunsReplay
 
 ACTIONS = ("up", "right", "down", "left")
 MOVES = ((-1, 0), (0, 1), (1, 0), (0, -1))
@@ -469,7 +469,7 @@ def _rect(c, r, color):
     return plt.Rectangle((c - 0.5, r - 0.5), 1, 1, color=color)
 
 
-class DQNMonitor(Replay):
+class DQNMonitor(RunsReplay):
     """Live view of DQN runs: the greedy policy's exact value, the TD loss and the mean max-Q against the
     environment steps, one line per run (``start(name)`` before each run, ``log`` as ``dqn``'s callback).
     ``replay(max_frames=24, interval=400)`` replays the recorded points (the Replay contract)."""
@@ -486,9 +486,8 @@ class DQNMonitor(Replay):
         self.fig = self.live = None
 
     def start(self, name: str):
-        self._current = name
         self.runs[name] = {k: [] for k in ("env_steps", "value", "td_loss", "q_mean")}
-        self.events = [e for e in self.events if e[0] != name]
+        self._restart(name)
 
     def log(self, hist: dict):
         if self._current is None:
@@ -496,7 +495,7 @@ class DQNMonitor(Replay):
         run = self.runs[self._current]
         for key in run:
             run[key].append(hist[key][-1])
-        self.events.append((self._current, len(run["env_steps"])))
+        self._mark(len(run["env_steps"]))
         if len(run["env_steps"]) % self.redraw_every == 0:
             self.draw(len(self.events) - 1)
             self.show_live()
@@ -507,9 +506,7 @@ class DQNMonitor(Replay):
 
         if self.fig is None:
             self.fig, self.axes = plt.subplots(1, 3, figsize=(11, 3.1), dpi=80)
-        seen: dict[str, int] = {}
-        for name, n in self.events[:k + 1]:
-            seen[name] = n
+        seen = self.seen(k)
         for ax, key, label in zip(self.axes, ("value", "td_loss", "q_mean"),
                                   ("greedy policy: exact mean return", "TD loss (Huber)",
                                    "mean max-Q over start cells")):
@@ -528,12 +525,6 @@ class DQNMonitor(Replay):
             self.axes[1].set_yscale("log")
         self.axes[0].legend(fontsize=7, loc="lower right")
         self.fig.tight_layout()
-
-    def _frames(self) -> int:
-        return len(self.events)
-
-    def _draw_frame(self, k: int):
-        self.draw(k)
 
 
 class QMapExplorer(Explorer):

@@ -15,7 +15,7 @@ import torch
 from book.nn.gpt import GPT, GPTConfig
 from book.nn.preference import (IGNORE, bradley_terry_loss, dpo_loss, masked_labels, reinforce_kl_loss,
                                 sequence_logprob, sft_loss)
-from book.ui.explorer import Replay
+from book.ui.explorer import RunsReplay
 
 __all__ = ["LETTERS", "TOKENS", "STOI", "PROMPT_LEN", "MAX_ANSWER", "all_prompts", "split_prompts",
            "correct_letter", "chat", "decode", "judge", "pretrain_stream", "instruction_data",
@@ -399,7 +399,7 @@ def win_rate(scores: torch.Tensor, against: torch.Tensor) -> float:
 __all__ += ["win_rate"]
 
 
-class RLMonitor(Replay):
+class RLMonitor(RunsReplay):
     """Live view of post-training runs (:func:`reinforce`, :func:`dpo`): mean reward-model score, KL from
     the reference and the run's own loss against the step, one line per run (``start(name)`` before each).
     ``replay(max_frames=24, interval=400)`` replays the recorded points (the Replay contract)."""
@@ -413,15 +413,14 @@ class RLMonitor(Replay):
         self.fig = self.live = None
 
     def start(self, name: str):
-        self._current = name
         self.runs[name] = {"step": [], "reward": [], "kl": [], "loss": []}
-        self.events = [e for e in self.events if e[0] != name]
+        self._restart(name)
 
     def log(self, step: int, total: int, hist: dict):
         run = self.runs[self._current]
         for key in run:
             run[key].append(hist[key][-1])
-        self.events.append((self._current, len(run["step"])))
+        self._mark(len(run["step"]))
         if step == total:                      # redraw once per run: cheap
             self.draw(len(self.events) - 1)
             self.show_live()
@@ -432,9 +431,7 @@ class RLMonitor(Replay):
 
         if self.fig is None:
             self.fig, self.axes = plt.subplots(1, 3, figsize=(10, 3.2), dpi=80)
-        seen: dict[str, int] = {}
-        for name, n in self.events[:k + 1]:
-            seen[name] = n
+        seen = self.seen(k)
         for ax, key, label in zip(self.axes, ("reward", "kl", "loss"),
                                   ("reward-model score", "KL(policy || SFT), nats", "loss (each run's own)")):
             ax.clear()
@@ -443,9 +440,3 @@ class RLMonitor(Replay):
             ax.set(xlabel="step", title=label)
         self.axes[0].legend(fontsize=7)
         self.fig.tight_layout()
-
-    def _frames(self) -> int:
-        return len(self.events)
-
-    def _draw_frame(self, k: int):
-        self.draw(k)

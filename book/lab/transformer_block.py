@@ -18,7 +18,7 @@ from book.data.text import batch_sampler
 from book.nn.gpt import CausalSelfAttention, GPTConfig
 from book.nn.losses import lm_loss
 from book.train import Callback, State, fit
-from book.ui import Replay
+from book.ui import RunsReplay
 
 
 @dataclass(frozen=True)
@@ -130,7 +130,7 @@ def train_stage(stage: Stage, train_ids: torch.Tensor, val: tuple, *, vocab_size
     return model, history
 
 
-class StageMonitor(Callback, Replay):
+class StageMonitor(Callback, RunsReplay):
     """Live view of the stages' validation curves while they train, one line per stage (the seed given as
     ``seed``; other seeds are recorded but not drawn), with the baselines as dashed lines. Pass it to
     :func:`train_stage` as a callback after calling ``monitor.start(stage_name, seed)``;
@@ -147,16 +147,16 @@ class StageMonitor(Callback, Replay):
 
     def start(self, stage: str, seed: int):
         """The next run's stage name and seed."""
-        self._current = stage if seed == self.seed else None
-        if self._current is not None:        # a stage trained again replaces its earlier curve
+        self._current = None                  # other seeds: recorded by nobody
+        if seed == self.seed:                 # a stage trained again replaces its earlier curve
             self.curves[stage] = []
-            self.events = [e for e in self.events if e[0] != stage]
+            self._restart(stage)
 
     def on_log(self, state: State):
         if self._current is None:
             return
         self.curves[self._current].append((state.step, state.history.val_loss[-1]))
-        self.events.append((self._current, len(self.curves[self._current])))
+        self._mark(len(self.curves[self._current]))
         if state.step == state.total_steps:       # draw once per stage: cheap enough to keep
             self.draw(len(self.events) - 1)
             self.show_live()
@@ -167,9 +167,7 @@ class StageMonitor(Callback, Replay):
 
         if self.fig is None:
             self.fig, self.ax = plt.subplots(figsize=(8, 3.6), dpi=80)
-        seen: dict[str, int] = {}
-        for stage, n in self.events[:k + 1]:
-            seen[stage] = n
+        seen = self.seen(k)
         ax = self.ax
         ax.clear()
         for i, (stage, n) in enumerate(seen.items()):
@@ -181,9 +179,3 @@ class StageMonitor(Callback, Replay):
         ax.legend(fontsize=7, loc="upper right")
         self.fig.tight_layout()
 
-    # -- replay contract
-    def _frames(self) -> int:
-        return len(self.events)
-
-    def _draw_frame(self, k: int):
-        self.draw(k)

@@ -6,6 +6,7 @@
 * :class:`~book.ui.explorer.Explorer` — the base of every settings-driven view, and
   :func:`~book.ui.explorer.explore`, the same machinery over any figure's ``draw`` function.
 * :class:`~book.ui.explorer.Replay` — the mixin of every view that replays a recorded run.
+* :class:`~book.ui.explorer.RunsReplay` — a Replay of several named runs drawn together (one line each).
 * :class:`~book.ui.dashboard.TrainingDashboard` — the live training dashboard (a ``fit`` callback, a Replay).
 
 Two contracts, one each for the two kinds of view:
@@ -28,9 +29,9 @@ This package imports only the standard library, numpy, matplotlib, torch, ipywid
 ``book.config``/``book.train`` — never ``book.lab`` or ``book.nn`` (which build on it).
 """
 from book.ui.dashboard import TrainingDashboard
-from book.ui.explorer import Explorer, Replay, explore
+from book.ui.explorer import Explorer, Replay, RunsReplay, explore
 from book.ui.figure import LiveFigure, even_frames, in_notebook, player
 from book.ui.glued import glue
 
-__all__ = ["glue", "Explorer", "LiveFigure", "Replay", "TrainingDashboard", "even_frames", "explore", "in_notebook",
-           "player"]
+__all__ = ["glue", "Explorer", "LiveFigure", "Replay", "RunsReplay", "TrainingDashboard", "even_frames", "explore",
+           "in_notebook", "player"]

@@ -241,3 +241,30 @@ class Replay:
         frames = even_frames(n, max_frames)
         self._draw_frame(int(frames[0]))   # makes sure the figure exists
         return player(lambda i: self._draw_frame(int(frames[i])), len(frames), self.fig, interval)
+
+
+class RunsReplay(Replay):
+    """A :class:`Replay` of several named runs recorded one after another and drawn together (one line per
+    run). The subclass keeps each run's points, sets ``self.events = []`` and ``self._current = None``, calls
+    ``_restart(name)`` when run ``name`` begins (a run recorded again replaces its earlier points) and
+    ``_mark(n)`` after recording the current run's ``n``-th point, and implements ``draw(k)`` with
+    ``seen(k)``: every run's number of points as it stood after recorded point ``k``."""
+
+    def _restart(self, name: str):
+        self._current = name
+        self.events = [e for e in self.events if e[0] != name]
+
+    def _mark(self, n: int):
+        self.events.append((self._current, n))
+
+    def seen(self, k: int) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for name, n in self.events[:k + 1]:
+            counts[name] = n
+        return counts
+
+    def _frames(self) -> int:
+        return len(self.events)
+
+    def _draw_frame(self, k: int):
+        self.draw(k)
