@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from book.lab.pretraining import GPTClassifier
+from book.lab.pretraining import GPTClassifier, fit_logistic_lbfgs
 from book.lab.seq2seq import BOS, EOS, PAD, Pairs, Seq2Seq
 from book.train import Callback, State
 from book.ui.explorer import Explorer, Replay
@@ -423,18 +423,7 @@ def bag_of_words_baseline(train: tuple[torch.Tensor, torch.Tensor], vocab_size: 
         c[:, :n_special] = 0
         return c
 
-    X = counts(x)
-    W = torch.zeros(X.shape[1], 2, requires_grad=True)
-    b = torch.zeros(2, requires_grad=True)
-    opt = torch.optim.LBFGS([W, b], max_iter=200, line_search_fn="strong_wolfe")
-
-    def closure():
-        opt.zero_grad()
-        loss = F.cross_entropy(X @ W + b, y) + weight_decay * (W ** 2).sum()
-        loss.backward()
-        return loss
-    opt.step(closure)
-    W, b = W.detach(), b.detach()
+    W, b = fit_logistic_lbfgs(counts(x), y, 2, weight_decay, max_iter=200)
     return lambda x: (counts(x) @ W + b).argmax(1)
 
 

@@ -191,6 +191,23 @@ def ngram_counts(x: torch.Tensor, n_max: int, vocab_size: int, known: torch.Tens
     return counts.log1p(), known
 
 
+def fit_logistic_lbfgs(X: torch.Tensor, y: torch.Tensor, n_classes: int, weight_decay: float,
+                       max_iter: int = 100) -> tuple[torch.Tensor, torch.Tensor]:
+    """Multinomial logistic regression on features ``X`` (N, F): ``(W (F, n_classes), b)`` minimising the
+    mean cross-entropy + ``weight_decay * |W|^2``, from zeros, by one L-BFGS call (strong Wolfe)."""
+    W = torch.zeros(X.shape[1], n_classes, requires_grad=True)
+    b = torch.zeros(n_classes, requires_grad=True)
+    opt = torch.optim.LBFGS([W, b], max_iter=max_iter, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = F.cross_entropy(X @ W + b, y) + weight_decay * (W ** 2).sum()
+        loss.backward()
+        return loss
+    opt.step(closure)
+    return W.detach(), b.detach()
+
+
 def ngram_classifier(train: tuple, val: tuple, n_max: int = 3, vocab_size: int = 65,
                      weight_decays=(1e-3, 1e-2, 1e-1)):
     """Logistic regression on character n-gram counts (n = 1..n_max); the weight decay is chosen on ``val``.
@@ -210,20 +227,10 @@ def ngram_classifier(train: tuple, val: tuple, n_max: int = 3, vocab_size: int =
     iters = DRY_COUNT if dry_run() else 100
     best = None
     for wd in weight_decays:
-        W = torch.zeros(Xt.shape[1], n_classes, requires_grad=True)
-        b = torch.zeros(n_classes, requires_grad=True)
-        opt = torch.optim.LBFGS([W, b], max_iter=iters, line_search_fn="strong_wolfe")
-
-        def closure():
-            opt.zero_grad()
-            loss = F.cross_entropy(Xt @ W + b, yt) + wd * (W ** 2).sum()
-            loss.backward()
-            return loss
-        opt.step(closure)
-        with torch.no_grad():
-            acc = ((Xv @ W + b).argmax(1) == yv).float().mean().item()
+        W, b = fit_logistic_lbfgs(Xt, yt, n_classes, wd, max_iter=iters)
+        acc = ((Xv @ W + b).argmax(1) == yv).float().mean().item()
         if best is None or acc > best[0]:
-            best = (acc, wd, W.detach(), b.detach())
+            best = (acc, wd, W, b)
     acc, wd, W, b = best
     return (lambda x: (design(x) @ W + b).argmax(1)), {"val": acc, "weight_decay": wd, "features": len(known)}
 
