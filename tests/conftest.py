@@ -36,40 +36,41 @@ _SECONDS = os.path.join(os.path.dirname(__file__), "chapter_seconds.json")
 _MEASURED = os.path.join(os.path.dirname(__file__), os.pardir, "_build", "chapter-seconds.json")
 
 
-def _is_chapter_run(item) -> bool:
-    return any(part in item.nodeid for part in ("tests/colab/", "tests/student/"))
+def _is_chapter_run(nodeid: str) -> bool:
+    return any(part in nodeid for part in ("tests/colab/", "tests/student/"))
+
+
+def _read_seconds(path: str) -> dict:
+    """``{test id: seconds}`` from ``path``; empty when the file is missing or unreadable."""
+    import json
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return {}
 
 
 def pytest_collection_modifyitems(config, items):
     long = [it for it in items if it.get_closest_marker("long")]   # e.g. the checkpoint rebuild
     items[:] = long + [it for it in items if it not in long]
-    runs = [it for it in items if _is_chapter_run(it)]
+    runs = [it for it in items if _is_chapter_run(it.nodeid)]
     if len(runs) < 2:
         return
-    import json
     import statistics
-    try:
-        with open(_SECONDS, encoding="utf-8") as f:
-            seconds = json.load(f)
-    except (OSError, ValueError):
-        seconds = {}
+    seconds = _read_seconds(_SECONDS)
     default = statistics.median(seconds.values()) if seconds else 0.0
     runs.sort(key=lambda it: -seconds.get(it.nodeid.split("::", 1)[-1], default))
-    rest = [it for it in items if not _is_chapter_run(it)]
+    rest = [it for it in items if not _is_chapter_run(it.nodeid)]
     items[:] = runs + rest
 
 
 def pytest_runtest_logreport(report):
-    if report.when != "call" or not any(p in report.nodeid for p in ("tests/colab/", "tests/student/")):
+    if report.when != "call" or not _is_chapter_run(report.nodeid):
         return
     if os.environ.get("PYTEST_XDIST_WORKER"):   # the controller writes (it sees every worker's report)
         return
     import json
-    try:
-        with open(_MEASURED, encoding="utf-8") as f:
-            measured = json.load(f)
-    except (OSError, ValueError):
-        measured = {}
+    measured = _read_seconds(_MEASURED)
     measured[report.nodeid.split("::", 1)[-1]] = round(report.duration, 1)
     os.makedirs(os.path.dirname(_MEASURED), exist_ok=True)
     with open(_MEASURED, "w", encoding="utf-8") as f:
