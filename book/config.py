@@ -83,7 +83,7 @@ def dry_run() -> bool:
 
 
 DRY_COUNT = 2  # steps, updates, repeats, seeds ... in a dry run (epochs: 1; evaluation batches: 1)
-DRY_EVAL = 64  # examples that book.train.evaluate scores in a dry run (the first ones; shapes unchanged)
+DRY_EVAL = 16  # examples that book.train.evaluate scores in a dry run (the first ones; shapes unchanged)
 _COUNT_KEY = re.compile(r"(^|_)(steps|updates|repeats|seeds|batches)$")
 _EPOCH_KEY = re.compile(r"(^|_)epochs$")
 

@@ -30,6 +30,7 @@ from functools import partial
 
 import matplotlib.pyplot as plt
 
+from book.config import DRY_COUNT, dry_run
 from book.ui.figure import LiveFigure, even_frames, in_notebook, player
 
 
@@ -234,11 +235,13 @@ class Replay:
 
     def replay(self, max_frames: int = 24, interval: int = 400):
         """A JavaScript player (works in the static site) of at most ``max_frames`` recorded frames, spread
-        evenly over the run, first and last included; ``interval``: milliseconds per frame."""
+        evenly over the run, first and last included; ``interval``: milliseconds per frame. The dry run
+        (``BOOK_DRYRUN``) replays the first and the last frame only: it looks for configuration errors, and
+        the pictures are the real run's (drawing a recorded frame changes nothing, so nothing is missed)."""
         n = self._frames()
         if n == 0:
             raise RuntimeError(f"nothing to replay yet: {self.replay_hint}")
-        frames = even_frames(n, max_frames)
+        frames = even_frames(n, DRY_COUNT if dry_run() else max_frames)
         self._draw_frame(int(frames[0]))   # makes sure the figure exists
         return player(lambda i: self._draw_frame(int(frames[i])), len(frames), self.fig, interval)
 

@@ -8,13 +8,18 @@ and a chapter opened alone in an empty folder whose first cell installs the book
   given by ``$BOOK_COLAB_TORCH`` (default: the version of the torch running this script -- Colab's exact
   torch 2.11 is a multi-GB CUDA download on PyPI for Linux; CI uses the machine's local CPU wheel), under
   the Python given by ``$BOOK_COLAB_PYTHON`` (default: this interpreter; Colab's is 3.13);
-* per chapter, an empty **overlay** venv that sees the base's packages (a ``.pth`` file) but installs
-  into itself, so every chapter's install cell really installs the book, and anything the cell
-  would change shows up as a package of the overlay.
+* an empty **overlay** venv (a Colab runtime) that sees the base's packages (a ``.pth`` file) but installs
+  into itself, so an install cell really installs the book, and anything the cell would change shows
+  up as a package of the overlay. The tests run a fresh overlay through the install cell alone, then
+  the chapters one after another in one overlay per worker (the first one's install cell installs the
+  book; every chapter's install cell is the same, ``tests/unit/test_notebooks.py``), as a reader who
+  opens one chapter after another in the same runtime.
 
 Command line (``make colab`` calls the first; the tests call the rest)::
 
     python tests/colab/colab_env.py build      # base venv + the book's wheel, under _build/colab/
+    python3 tests/colab/colab_env.py base      # the base venv alone: standard library only, so `make test`
+                                               # builds it beside the project's install (BOOK_COLAB_TORCH)
     python tests/colab/colab_env.py run CHAPTER  # one chapter through its install cell; prints a summary
 """
 from __future__ import annotations
@@ -29,8 +34,6 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "tools"))
-from prefill_cache import book_fingerprint  # noqa: E402  (one definition, shared with the build)
 
 HERE = Path(__file__).resolve().parent
 SNAPSHOT = sorted(HERE.glob("colab-runtime-*.txt"))[-1]
@@ -179,12 +182,15 @@ def colab_env(install_spec, **extra) -> dict:
     return {**env, **extra}
 
 
-def run_chapter(chapter: str, work: Path, base: Path | None = None, wheel: Path | None = None) -> dict:
+def run_chapter(chapter: str, work: Path, base: Path | None = None, wheel: Path | None = None,
+                venv: Path | None = None) -> dict:
     """Run ``chapters/<chapter>.ipynb`` alone in ``work/content`` through its own install cell in an overlay
-    of the base venv. Returns what the kernel saw and the packages before and after."""
+    of the base venv: a new one in ``work/venv``, or ``venv``, an overlay earlier chapters ran in (a Colab
+    runtime where another chapter was opened first: the install cell finds the book and does nothing).
+    Returns what the kernel saw and the packages before and after."""
     base = base or build_base()
     wheel = wheel or next((WORK / "wheel").glob("*.whl"))
-    py = overlay(base, work / "venv")
+    py = overlay(base, work / "venv") if venv is None else venv / "bin" / "python"
     content = work / "content"  # Colab's working folder: nothing but the notebook
     content.mkdir(parents=True)
     shutil.copy(ROOT / "chapters" / f"{chapter}.ipynb", content)
@@ -193,7 +199,7 @@ def run_chapter(chapter: str, work: Path, base: Path | None = None, wheel: Path 
                     MKL_NUM_THREADS="1",
                     MPLBACKEND="module://matplotlib_inline.backend_inline")
     before = installed(py)
-    if "neurons-to-llms-book" in before:
+    if venv is None and "neurons-to-llms-book" in before:
         raise RuntimeError("the overlay already has the book: the install cell would not be tested")
     executed = WORK / "executed" / f"{chapter}.ipynb"
     executed.parent.mkdir(parents=True, exist_ok=True)
@@ -201,12 +207,17 @@ def run_chapter(chapter: str, work: Path, base: Path | None = None, wheel: Path 
                           env=env, cwd=content).stdout.strip().splitlines()[-1])
     # the build may reuse this run (tools/prefill_cache.py --executed) if book/ is still the same
     nb = json.loads(executed.read_text(encoding="utf-8"))
+    sys.path.insert(0, str(ROOT / "tools"))
+    from prefill_cache import book_fingerprint  # one definition, shared with the build (not a stdlib module)
     nb["metadata"]["book_fingerprint"] = book_fingerprint()
     executed.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    return {"probe": probe, "before": before, "after": installed(py), "venv": str(work / "venv")}
+    return {"probe": probe, "before": before, "after": installed(py), "venv": str(py.parent.parent)}
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["base"]:
+        print(f"Colab-like base venv: {build_base()}")
+        return 0
     if argv[:1] == ["build"]:
         base = build_base()
         print(f"Colab-like base venv: {base}\nbook wheel: {build_wheel()}")

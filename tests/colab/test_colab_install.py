@@ -3,6 +3,11 @@ versions (IPython 7.34, ipywidgets 7.7, numpy 2.1, ...; see ``colab_env.py``), i
 the book. The only difference from Colab is where pip gets the book: the install cell reads
 ``BOOK_INSTALL_SPEC``, pointed here at a wheel of the checkout (Colab builds the same from the git tag).
 
+The install cell (the same in every chapter: ``tests/unit/test_notebooks.py``) runs alone in a fresh
+runtime; the chapters then run one after another in one runtime per worker, as a reader opening one
+chapter after another: the first one's install cell installs the book (pip once per worker, not once
+per chapter), and after every chapter the runtime must still hold Colab's packages plus the book only.
+
 Run by ``make colab`` (part of ``make test``), which builds the base venv and the wheel first::
 
     python tests/colab/colab_env.py build && pytest -n 2 tests/colab
@@ -44,17 +49,41 @@ def test_base_holds_colabs_versions(base):
     assert BOOK not in have
 
 
-@pytest.mark.parametrize("chapter", CHAPTERS)
-def test_chapter_runs_in_colab_and_its_install_cell_only_adds_the_book(chapter, base, wheel, tmp_path):
-    r = ce.run_chapter(chapter, tmp_path, base, wheel)
-    probe, before, after = r["probe"], r["before"], r["after"]
-    # the kernel was the overlay's Python, and imported the book that the chapter's own cell installed
-    assert probe["python"].startswith(r["venv"]), probe
-    assert probe["book"].startswith(r["venv"]), f"book imported from {probe['book']}, not the fresh env"
-    assert probe["ipywidgets"] == before["ipywidgets"] and probe["ipython"] == before["ipython"]
+@pytest.fixture(scope="module")
+def runtime(base, tmp_path_factory):
+    """One Colab runtime per worker: ``(venv, its packages before any chapter ran)``."""
+    venv = tmp_path_factory.mktemp("runtime") / "venv"
+    return venv, ce.installed(ce.overlay(base, venv))
+
+
+def test_install_cell_in_a_fresh_runtime_adds_only_the_book(base, wheel, tmp_path):
+    nb_path = tmp_path / "cell.ipynb"
+    _install_cell_only(nb_path)
+    py = ce.overlay(base, tmp_path / "venv")
+    before = ce.installed(py)
+    assert BOOK not in before
+    r = _run_cell(py, nb_path, wheel)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    after = ce.installed(py)
     changed = {n: (v, after.get(n)) for n, v in before.items() if after.get(n) != v}
     assert not changed, f"the install cell changed preinstalled packages: {changed}"
     assert set(after) - set(before) == {BOOK}, "the install cell added more than the book"
+    where = ce.sh([py, "-c", "import book; print(book.__file__)"], cwd=tmp_path).stdout.strip()
+    assert where.startswith(str(tmp_path / "venv")), f"book imported from {where}, not the fresh runtime"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_chapter_runs_in_colab_and_the_runtime_only_gains_the_book(chapter, runtime, wheel, base, tmp_path):
+    venv, fresh = runtime
+    r = ce.run_chapter(chapter, tmp_path, base, wheel, venv=venv)
+    probe, after = r["probe"], r["after"]
+    # the kernel was the runtime's Python, and imported the book that an install cell put there
+    assert probe["python"].startswith(str(venv)), probe
+    assert probe["book"].startswith(str(venv)), f"book imported from {probe['book']}, not the runtime"
+    assert probe["ipywidgets"] == fresh["ipywidgets"] and probe["ipython"] == fresh["ipython"]
+    changed = {n: (v, after.get(n)) for n, v in fresh.items() if after.get(n) != v}
+    assert not changed, f"an install cell changed preinstalled packages: {changed}"
+    assert set(after) - set(fresh) == {BOOK}, "the runtime gained more than the book"
 
 
 def _install_cell_only(path: Path) -> None:

@@ -3,7 +3,9 @@
 Headless Chromium (Debian's `chromium`, driven by Playwright) loads every page from a local web server
 and checks: no local resource answers 404, math is typeset by MathJax, every widget cell shows a
 rendered result (an image or a player), the Colab link opens this chapter's notebook, and the search
-page finds a term. Screenshots and a count of the static interactive views go to _build/site-test/.
+page finds a term. Screenshots and a count of the static interactive views go to _build/site-test/: of the
+first screen of each page, or of whole pages with ``BOOK_SITE_SCREENSHOTS=full`` (for reviewing the
+pages by eye; a whole long page costs seconds to render, most of this test's time in CI).
 """
 import functools
 import http.server
@@ -22,6 +24,7 @@ HTML = ROOT / "_build" / "html"
 OUT = ROOT / "_build" / "site-test"
 CHROMIUM = os.environ.get("BOOK_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 TOC = yaml.safe_load((ROOT / "_toc.yml").read_text())
+FULL_SCREENSHOTS = os.environ.get("BOOK_SITE_SCREENSHOTS", "") == "full"
 PAGES = ["index"] + [c["file"] for part in TOC["parts"] for c in part["chapters"]]
 
 pytestmark = [
@@ -114,7 +117,7 @@ def test_page(name, server, browser):
         broken = page.evaluate("Array.from(document.querySelectorAll('div.cell_output img'))"
                                ".filter(i => !(i.complete && i.naturalWidth > 0)).length")
         assert broken == 0, f"{name}: {broken} broken images"
-    page.screenshot(path=str(OUT / f"{name.replace('/', '__')}.png"), full_page=True)
+    page.screenshot(path=str(OUT / f"{name.replace('/', '__')}.png"), full_page=FULL_SCREENSHOTS)
     (OUT / f"{name.replace('/', '__')}.json").write_text(json.dumps(summary))
     assert not bad, f"{name}: local resources failed: {bad[:5]}"
     page.close()

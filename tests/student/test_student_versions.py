@@ -7,6 +7,8 @@ It runs as the **dry run of the gpu profile** (``BOOK_DRYRUN=1``, see ``book.con
 configuration's shapes, data sizes and batch sizes with a few steps, asserts counted rather than
 enforced, so a configuration error of the gpu profile fails here on the CPU (``BOOK_DRYRUN=0`` runs the
 student versions in the cpu profile instead). Each chapter's full run is in `make colab` and the build.
+Figures are built but not rendered to PNG (Matplotlib's Agg backend) and players draw their first and
+last frame: the pictures are the full run's, checked on the built site (`make site`).
 """
 import os
 from pathlib import Path
@@ -26,6 +28,7 @@ def test_student_version_fails_exactly_at_its_checks(path, tmp_path, monkeypatch
     monkeypatch.setenv("BOOK_STRICT", "1")
     monkeypatch.setenv("BOOK_THREADS", os.environ.get("BOOK_THREADS", "1"))
     monkeypatch.setenv("BOOK_DRYRUN", os.environ.get("BOOK_DRYRUN", "1"))
+    monkeypatch.setenv("MPLBACKEND", "Agg")   # no PNG per figure (see above)
     student = make_student(nbformat.read(path, as_version=4), page=f"chapters/{path.stem}")
     checks = {e.check for e in find_exercises_student(student) if e.check is not None}
     assert len(checks) >= 4, "a chapter needs at least four self-checked exercises"

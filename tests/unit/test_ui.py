@@ -480,3 +480,40 @@ def test_glue_lets_a_dry_run_pass_non_finite_values(monkeypatch):
     monkeypatch.setenv("BOOK_DRYRUN", "0")
     with pytest.raises(ValueError, match="non-finite"):
         glue("loss", float("inf"))
+
+
+def test_player_draws_each_frame_once():
+    import matplotlib.pyplot as plt
+
+    from book.ui import player
+
+    fig, ax = plt.subplots()
+    line, = ax.plot([], [])
+    seen, draws = [], []
+    fig.canvas.mpl_connect("draw_event", lambda e: draws.append(1))
+    html = player(lambda i: (seen.append(i), line.set_data([0, i], [0, i])), 5, fig).data
+    assert "draw_idle" not in vars(fig.canvas), "the canvas keeps its own draw_idle afterwards"
+    assert sorted(set(seen)) == [0, 1, 2, 3, 4] and html.count("frames[") >= 5
+    assert len(draws) <= len(seen) + 1, f"{len(draws)} canvas draws for {len(seen)} frames: each drawn twice?"
+
+
+def test_replay_in_a_dry_run_draws_the_first_and_last_frame(monkeypatch):
+    import matplotlib.pyplot as plt
+
+    class Run(Replay):
+        def __init__(self):
+            self.fig, self.drawn = plt.subplots()[0], []
+
+        def _frames(self):
+            return 10
+
+        def _draw_frame(self, k):
+            self.drawn.append(k)
+
+    run = Run()
+    run.replay(max_frames=24)
+    assert sorted(set(run.drawn)) == list(range(10))
+    monkeypatch.setenv("BOOK_DRYRUN", "1")
+    run = Run()
+    run.replay(max_frames=24)
+    assert sorted(set(run.drawn)) == [0, 9]
