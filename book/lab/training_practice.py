@@ -178,6 +178,7 @@ class InitDashboard(Explorer, Replay):
                 "steps": 200, "batch": 64, "lr": 1e-3, "seed": 0}
     apply_button = "train"
     replay_hint = "call draw() or show() first"
+    player_keeps_results = True   # a player over settings trains each run that the next cells read
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, val: tuple, **settings):
         self.x, self.y, self.val = x, y, val

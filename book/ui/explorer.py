@@ -40,6 +40,7 @@ class Explorer:
     defaults: dict = {}          # every setting and its default value
     layout: dict = {"figsize": (6, 3)}   # keywords of plt.subplots (nrows, ncols, figsize, gridspec_kw, ...)
     interval: int = 700          # milliseconds per frame of player() when it is not given
+    player_keeps_results = False  # True: player() frames compute what later cells read (all drawn in a dry run)
     per_row: int = 3             # controls per row in show()
     apply_button: str | None = None   # a label: controls only change settings; this button redraws
 
@@ -151,6 +152,8 @@ class Explorer:
 
         ``key`` may be a tuple of settings; each value is then a tuple, e.g.
         ``player(("sparsity", "bits"), [(0.5, 32), (0.9, 4)])``. ``interval``: milliseconds per frame.
+        The dry run (``BOOK_DRYRUN``) draws the first and the last value only, unless the class sets
+        ``player_keeps_results = True`` (its frames compute results that later cells read).
         """
         keys = (key,) if isinstance(key, str) else tuple(key)
         for k in keys:
@@ -164,6 +167,8 @@ class Explorer:
         frames = [dict(zip(keys, v)) if len(keys) > 1 else {keys[0]: v} for v in values]
         for f in frames:   # fail before any frame is drawn
             self.resolve(**f)
+        if dry_run() and not self.player_keeps_results:
+            frames = [frames[i] for i in even_frames(len(frames), DRY_COUNT)]
         return player(lambda i: self.draw(**frames[i]), len(frames), self.figure(), interval or self.interval)
 
 

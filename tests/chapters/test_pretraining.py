@@ -1,5 +1,6 @@
 """book.lab.pretraining: split, downstream windows, masking, classifier, checkpoints (and the shipped one rebuilt)."""
 import pickle
+from pathlib import Path
 
 import pytest
 import torch
@@ -225,9 +226,30 @@ def test_shipped_checkpoint_loads_and_matches_its_record():
     assert meta["recipe"] == str(sorted(RECIPE.items()))
 
 
+# What the rebuild depends on: the code that builds and evaluates the checkpoint (the text is fixed by its
+# SHA-256 in book/data/__init__.py) and torch's version. A rebuild that reproduced the shipped file records
+# their fingerprint in REBUILT; while it still matches, the same code cannot make anything else, and the
+# two-minute rebuild is skipped (a change to any of these files runs it again).
+REBUILD_INPUTS = ["book/nn/gpt.py", "book/nn/attention.py", "book/nn/losses.py", "book/lab/pretraining.py",
+                  "book/train.py", "book/data/text.py", "book/data/__init__.py", "book/config.py"]
+REBUILT = Path(__file__).with_name("pretraining_rebuilt.json")
+
+
+def rebuild_fingerprint(root: Path = Path(__file__).resolve().parents[2]) -> str:
+    import hashlib
+    h = hashlib.sha256(f"torch {torch.__version__.split('+')[0]}\n".encode())
+    for name in REBUILD_INPUTS:
+        h.update(name.encode() + b"\0" + (root / name).read_bytes())
+    return h.hexdigest()
+
+
 @pytest.mark.long
 def test_rebuilding_the_shipped_checkpoint_reproduces_it(tmp_path):
     """The shipped file is what `python -m book.lab.pretraining` makes (about 1-2 minutes on one CPU thread)."""
+    import json
+    fingerprint = rebuild_fingerprint()
+    if REBUILT.is_file() and json.loads(REBUILT.read_text())["fingerprint"] == fingerprint:
+        return   # this very code (and torch) reproduced the shipped file: see REBUILD_INPUTS
     meta = build_checkpoint(tmp_path / "rebuilt.pt")
     _, _, shipped = load_checkpoint()
     assert abs(meta["val_loss"] - shipped["val_loss"]) < 0.03, (meta, shipped)
@@ -236,6 +258,28 @@ def test_rebuilding_the_shipped_checkpoint_reproduces_it(tmp_path):
     # same recipe and seed on the same torch: the weights agree closely (floating-point order may differ)
     diffs = [(a - b).abs().max().item() for a, b in zip(rebuilt.parameters(), original.parameters())]
     assert max(diffs) < 0.05 or abs(meta["val_loss"] - shipped["val_loss"]) < 0.005
+    # reproduced: record it (commit the file, or every run rebuilds again)
+    REBUILT.write_text(json.dumps({"fingerprint": fingerprint, "inputs": REBUILD_INPUTS, "torch": torch.__version__,
+                                   "val_loss": meta["val_loss"], "shipped_val_loss": shipped["val_loss"],
+                                   "max_weight_difference": round(max(diffs), 6)}, indent=1) + "\n")
+
+
+def test_the_rebuild_fingerprint_follows_its_inputs(tmp_path, monkeypatch):
+    """The skip above is safe only if every input changes the fingerprint."""
+    import shutil
+    root = Path(__file__).resolve().parents[2]
+    for name in REBUILD_INPUTS:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(root / name, tmp_path / name)
+    before = rebuild_fingerprint(tmp_path)
+    assert before == rebuild_fingerprint(root)
+    for name in REBUILD_INPUTS:     # one character more in any input: another fingerprint
+        text = (tmp_path / name).read_text()
+        (tmp_path / name).write_text(text + " ")
+        assert rebuild_fingerprint(tmp_path) != before, name
+        (tmp_path / name).write_text(text)
+    monkeypatch.setattr(torch, "__version__", "0.0.1")
+    assert rebuild_fingerprint(tmp_path) != before
 
 
 def test_checks_accept_solutions_and_reject_wrong_ones():

@@ -517,3 +517,19 @@ def test_replay_in_a_dry_run_draws_the_first_and_last_frame(monkeypatch):
     run = Run()
     run.replay(max_frames=24)
     assert sorted(set(run.drawn)) == [0, 9]
+
+
+def test_explorer_player_in_a_dry_run_draws_first_and_last_unless_it_keeps_results(monkeypatch):
+    class Count(Line):
+        def draw(self, **override):
+            self.seen = getattr(self, "seen", []) + [self.resolve(**override)["slope"]]
+            return super().draw(**override)
+
+    monkeypatch.setenv("BOOK_DRYRUN", "1")
+    ex = Count()
+    ex.player("slope", [0.0, 1.0, 2.0, 3.0])
+    assert sorted(set(ex.seen)) == [0.0, 3.0]
+    ex = Count()
+    ex.player_keeps_results = True
+    ex.player("slope", [0.0, 1.0, 2.0, 3.0])
+    assert sorted(set(ex.seen)) == [0.0, 1.0, 2.0, 3.0]
