@@ -59,6 +59,7 @@ def test_zero_memory_matches_the_paper_and_errors():
         zero_memory(1e9, 0, 1)
 
 
+@pytest.mark.long
 def test_ddp_with_two_gloo_processes_matches_one_process(tmp_path):
     lines = []
     res = launch(2, tmp_path / "ddp.pt", on_line=lines.append, steps=12, batch=32, n_train=1000, log_every=4,
@@ -71,6 +72,7 @@ def test_ddp_with_two_gloo_processes_matches_one_process(tmp_path):
     assert abs(float(lines[-1].split()[-1]) - losses[-1]) < 1e-4
 
 
+@pytest.mark.long
 def test_launch_reports_failures(tmp_path):
     with pytest.raises(RuntimeError, match="torchrun exited"):
         launch(2, tmp_path / "x.pt", batch=33)            # 33 examples cannot be split over 2 processes

@@ -9,6 +9,7 @@ sys.path.insert(0, str(ROOT / "tools"))
 import gpu_run  # noqa: E402
 
 
+@pytest.mark.long
 def test_dry_run_of_one_chapter_writes_a_table_row(tmp_path):
     out = tmp_path / "table.md"
     assert gpu_run.main(["--dry", "attention_math", "-o", str(out)]) == 0

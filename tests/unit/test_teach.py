@@ -117,6 +117,7 @@ def test_hidden_tests_file(tmp_path):
     assert read_hidden_tests(None) == {}
 
 
+@pytest.mark.long
 def test_grading_ranks_correct_above_wrong(tmp_path):
     """A correct, a half-wrong and an untouched submission, plus a hidden test the wrong answer fails."""
     student = make_student(chapter())

@@ -147,6 +147,7 @@ def strays():
 MODES = ["bubblewrap", "fallback"]
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("mode", MODES)
 def test_hostile_and_careless_submissions(mode, tmp_path, monkeypatch):
     if mode == "bubblewrap" and bwrap_problem():
@@ -261,6 +262,7 @@ MOMENTUM = ("def momentum_step(theta, v, grad, lr, mu):\n    v = mu * v + grad\n
             "    return theta - lr * v, v")
 
 
+@pytest.mark.long
 def test_reference_answers_earn_nothing(tmp_path, monkeypatch):
     """The self-checks' reference answers (book/check/_reference.py) are hidden from graded code: a
     submission that calls one gets 0 where an honest one gets the mark. Needs bubblewrap (the fallback
