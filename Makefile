@@ -10,7 +10,7 @@ MATHJAX := $(VENV)/mathjax/node_modules/mathjax/es5
 # nbval workers each get one CPU thread: two 2-thread trainings on 2 cores run 4-9x slower.
 NB_ENV  := BOOK_THREADS=1 OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 BOOK_STRICT=1 MPLBACKEND=module://matplotlib_inline.backend_inline
 
-.PHONY: book test lint unit notebooks chapters student colab colab-base build site lab clean distclean
+.PHONY: book test lint unit notebooks chapters student colab colab-base build build-site site lab clean distclean
 
 # torch for CPU machines: PyTorch's CPU wheel index when it answers (the default index's Linux torch is
 # a CUDA build of several GB); otherwise the default index (or a local wheel your pip is configured with).
@@ -71,12 +71,16 @@ $(MATHJAX):
 # in this venv with BOOK_STRICT=1 anyway, and `make colab` does so under Colab's package versions)
 # (the text-only -W build of the unit tests is left out there: `make build` checks the same text, executed)
 # Side by side where one job leaves a core idle: the install beside the Colab-like base venv (two pips), the
-# unit tests beside the build (Sphinx keeps one core busy).
+# unit tests beside the build and then the site test (Sphinx keeps one core busy).
 test: UNIT_SKIP = --deselect tests/unit/test_notebooks.py::test_site_text_builds_without_warnings
 test:
 	$(MAKE) --no-print-directory -j2 --output-sync=target $(STAMP) colab-base
 	$(MAKE) --no-print-directory lint chapters
-	$(MAKE) --no-print-directory -j2 --output-sync=target unit build UNIT_SKIP="$(UNIT_SKIP)"
+	$(MAKE) --no-print-directory -j2 --output-sync=target unit build-site UNIT_SKIP="$(UNIT_SKIP)"
+
+# the build, then the browser test of the site it built
+build-site:
+	$(MAKE) --no-print-directory build
 	$(MAKE) --no-print-directory site
 
 # the Colab-like base venv of tests/colab; needs only $(PY) and the torch version (`make chapters` builds it
