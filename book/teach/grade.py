@@ -30,7 +30,7 @@ from pathlib import Path
 
 import nbformat
 
-from book.teach.sandbox import Limits, Sandbox, subreaper
+from book.teach.sandbox import OUTPUT_END, Limits, Sandbox, subreaper
 
 MAX_NOTEBOOK_MB = 50
 FEEDBACK_OUTPUT_CHARS = 4000
@@ -319,7 +319,7 @@ def run_job(sandbox: Sandbox, root: Path, name: str, cells: list, probes: list, 
     try:
         shutil.copy(RUNNER, job / "runner.py")
         with open(job / "job.pkl", "wb") as f:
-            pickle.dump({"cells": cells, "probe_seconds": probe_seconds}, f)
+            pickle.dump({"cells": cells, "probe_seconds": probe_seconds, "output_end": OUTPUT_END}, f)
         outcome = sandbox.run(job, pickle.dumps(probes))
     finally:
         shutil.rmtree(job, ignore_errors=True)

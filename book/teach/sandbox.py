@@ -31,6 +31,11 @@ from pathlib import Path
 PR_SET_CHILD_SUBREAPER, PR_GET_CHILD_SUBREAPER = 36, 37
 NOBODY = 65534
 INSIDE = "/tmp/work"
+# What the runner writes to its output just before the probes: the feedback ends there. The channel may
+# overtake the output pipe on a loaded machine, so the grader waits for this mark before cutting (and only
+# then sends the probes, so that nothing a probe prints can be read before the cut).
+OUTPUT_END = b"\n\x1e[end of the notebook's output]\x1e\n"
+OUTPUT_END_WAIT = 10.0  # seconds; a submission that silenced its output may delay its probes this long
 
 
 @dataclass
@@ -51,10 +56,12 @@ class Outcome:
     timed_out: bool = False
     seconds: float = 0.0
     output_at_probes: int | None = None
+    output_ended: threading.Event = field(default_factory=threading.Event)  # the runner's OUTPUT_END was read
 
     def feedback_output(self) -> str:
         """What was printed before the probes started (nothing printed later may be shown)."""
-        return self.output if self.output_at_probes is None else self.output[:self.output_at_probes]
+        out = self.output if self.output_at_probes is None else self.output[:self.output_at_probes]
+        return out.replace(OUTPUT_END.decode(), "\n")
 
 
 def bwrap_problem() -> str | None:
@@ -203,15 +210,20 @@ class Sandbox:
         return out
 
     def _read_output(self, stream, out: Outcome):
-        kept = bytearray()
+        kept, tail = bytearray(), b""
         while True:
             chunk = stream.read1(65536) if hasattr(stream, "read1") else stream.read(65536)
             if not chunk:
                 break
+            ended = OUTPUT_END in tail + chunk  # also when the kept output is full, or the mark spans two reads
+            tail = (tail + chunk)[-len(OUTPUT_END):]
             room = self.limits.output_bytes - len(kept)
             kept += chunk[:max(room, 0)]
             out.output_dropped += max(len(chunk) - max(room, 0), 0)
             out.output = kept.decode("utf-8", errors="replace")
+            if ended:  # only now: the channel's reader cuts at len(out.output)
+                out.output_ended.set()
+        out.output_ended.set()  # the pipe closed: nothing more to wait for
         stream.close()
 
     def _read_channel(self, fd: int, out: Outcome, proc):
@@ -237,6 +249,8 @@ class Sandbox:
                         continue
                     out.messages.append(msg)
                     if msg.get("phase") == "probes":
+                        # Everything read before the probes are sent was printed before them: cut there.
+                        out.output_ended.wait(OUTPUT_END_WAIT)
                         out.output_at_probes = len(out.output)  # later output may show hidden inputs
                         self._send_probes(proc)
 

@@ -293,3 +293,31 @@ def test_reference_answers_earn_nothing(tmp_path, monkeypatch):
     assert float(rows["honest"]["score"]) == 1, rows["honest"]
     assert float(rows["reference"]["score"]) == 0, rows["reference"]
     assert float(rows["spy"]["score"]) == 0, rows["spy"]
+
+
+@pytest.mark.long
+def test_feedback_keeps_what_was_printed_before_the_probes_only(tmp_path, monkeypatch):
+    """The channel can overtake the output pipe on a loaded machine (CI lost a whole submission's printed
+    output that way): the grader waits for the runner's end-of-output mark before it cuts the feedback and
+    sends the probes. Simulated here by an output reader that starts late. A submission that keeps a copy of
+    its output and writes the mark early to cut sooner still shows nothing a probe printed. (The output and
+    the channel are read the same way with or without bubblewrap: the fallback runs everywhere.)"""
+    monkeypatch.setenv("BOOK_GRADE_NO_BWRAP", "1")
+    read_output = Sandbox._read_output
+
+    def late_reader(self, stream, out):
+        time.sleep(2)
+        read_output(self, stream, out)
+
+    monkeypatch.setattr(Sandbox, "_read_output", late_reader)
+    leak = ("import os\nfrom book.teach.sandbox import OUTPUT_END\n_fd = os.dup(1)\nos.write(1, OUTPUT_END)\n"
+            "def square(x):\n    os.write(_fd, f'probe saw {x}'.encode())\n    return x * x")
+    for name, answers in {"printer": {"ex-a": ADD + "\nprint('printed before the probes')", "ex-b": SQUARE},
+                          "leaker": {"ex-a": ADD, "ex-b": leak}}.items():
+        write(tmp_path / "subs" / f"{name}.ipynb", submission(answers))
+    nbformat.write(chapter(), tmp_path / "chapter.ipynb")
+    grade_folder(tmp_path / "subs", tmp_path / "out", timeout=60, chapter=tmp_path / "chapter.ipynb")
+    printer = (tmp_path / "out" / "feedback" / "printer.md").read_text()
+    assert "printed before the probes" in printer and "end of the notebook's output" not in printer, printer
+    leaker = (tmp_path / "out" / "feedback" / "leaker.md").read_text()
+    assert "probe saw" not in leaker, leaker
