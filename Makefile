@@ -73,10 +73,16 @@ $(MATHJAX):
 # Side by side where one job leaves a core idle: the install beside the Colab-like base venv (two pips), the
 # unit tests beside the build and then the site test (Sphinx keeps one core busy).
 test: UNIT_SKIP = --deselect tests/unit/test_notebooks.py::test_site_text_builds_without_warnings
+# Each step's start time goes to the log (docs/benchmarks.md records the steps' seconds).
+STEP = @date +"[make test] %T $(1)"
 test:
+	$(call STEP,install beside the Colab base venv)
 	$(MAKE) --no-print-directory -j2 --output-sync=target $(STAMP) colab-base
+	$(call STEP,lint and chapters)
 	$(MAKE) --no-print-directory lint chapters
+	$(call STEP,unit tests beside the build and the site test)
 	$(MAKE) --no-print-directory -j2 --output-sync=target unit build-site UNIT_SKIP="$(UNIT_SKIP)"
+	$(call STEP,done)
 
 # the build, then the browser test of the site it built
 build-site:
