@@ -11,15 +11,18 @@ from typing import Callable
 
 import torch
 
-from book.config import sync
+from book.config import dry_run, sync
 
 
 def time_step(step: Callable[[], None], device, repeats: int = 10, warmup: int = 3) -> float:
     """Seconds of ``step()``: the median of ``repeats`` timed calls after ``warmup`` untimed ones (compilation,
     allocator, caches), synchronising the device around each timed call. The median ignores the occasional
-    slow call caused by other processes."""
+    slow call caused by other processes. A dry run (``BOOK_DRYRUN``) warms up once: its timings prove the code
+    runs, they measure nothing."""
     if repeats < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
+    if dry_run():
+        warmup = min(warmup, 1)
     for _ in range(warmup):
         step()
     times = []

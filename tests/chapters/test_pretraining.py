@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from book import check, load_text
-from book.config import DRY_COUNT
+from book.config import DRY_COUNT, DRY_EVAL
 from book.check import raising
 from book.data.text import CharVocab
 from book.lab.pretraining import (
@@ -224,6 +224,18 @@ def test_shipped_checkpoint_loads_and_matches_its_record():
     _, val_ids = pretraining_split(VOCAB.encode(TEXT), RECIPE["chunk"], RECIPE["every"])
     assert abs(lm_val_loss(model, val_ids, model.cfg.block_size) - meta["val_loss"]) < 0.01
     assert meta["recipe"] == str(sorted(RECIPE.items()))
+
+
+def test_lm_val_loss_scores_the_first_windows_in_a_dry_run(monkeypatch):
+    model, _, _ = load_checkpoint()
+    _, val_ids = pretraining_split(VOCAB.encode(TEXT), RECIPE["chunk"], RECIPE["every"])
+    rows = []
+    model.register_forward_hook(lambda m, args, out: rows.append(len(args[0])))
+    full16 = lm_val_loss(model, val_ids, 32, n_windows=DRY_EVAL)
+    assert sum(rows) == DRY_EVAL
+    monkeypatch.setenv("BOOK_DRYRUN", "1")
+    rows.clear()
+    assert lm_val_loss(model, val_ids, 32) == full16 and sum(rows) == DRY_EVAL  # the same first windows
 
 
 # What the rebuild depends on: the code that builds and evaluates the checkpoint (the text is fixed by its
