@@ -96,7 +96,7 @@ def _run_cell(py, nb_path, spec):
     env = ce.colab_env(spec)
     code = ("import sys, nbformat\nfrom nbclient import NotebookClient\n"
             "nb = nbformat.read(sys.argv[1], as_version=4)\n"
-            "NotebookClient(nb, timeout=300, kernel_name='python3').execute()")
+            "NotebookClient(nb, timeout=300, kernel_name='python3', shutdown_kernel='immediate').execute()")
     return subprocess.run([str(py), "-c", code, str(nb_path)], env=env, cwd=nb_path.parent,
                           text=True, capture_output=True)
 
