@@ -138,10 +138,18 @@ def _g(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def _rel(got, expected) -> tuple[bool, str]:
+def _number(got) -> tuple[float | None, str]:
+    """``(float(got), "")``, or ``(None, why)`` when an answer that must be one number is not: the first step of
+    every comparator of a single number."""
     try:
-        g = float(got)
+        return float(got), ""
     except (TypeError, ValueError):
-        return False, f"expected a number, got {type(got).__name__}"
+        return None, f"expected a number, got {type(got).__name__}"
+
+
+def _rel(got, expected) -> tuple[bool, str]:
+    g, why = _number(got)
+    if g is None:
+        return False, why
     ok = math.isclose(g, expected, rel_tol=1e-6, abs_tol=1e-9)
     return ok, "" if ok else f"off by {abs(g - expected) / max(abs(expected), 1e-12):.1%}"

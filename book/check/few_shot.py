@@ -6,7 +6,7 @@ import math
 import numpy as np
 import torch
 
-from book.check.core import Case, _g, close, run_cases
+from book.check.core import Case, _g, _number, close, run_cases
 
 __all__ = ['class_prototypes', 'prototype_as_linear', 'logit_gradient', 'queries_needed']
 
@@ -72,10 +72,9 @@ def logit_gradient(fn) -> None:
 def _coverage_ok(got, expected):
     """``expected = (p, h)``: n queries must make a 95% interval of half-width h (normal approximation)."""
     p, h = expected
-    try:
-        n = float(got)
-    except (TypeError, ValueError):
-        return False, f"expected a number, got {type(got).__name__}"
+    n, why = _number(got)
+    if n is None:
+        return False, why
     if not math.isfinite(n) or n <= 0:
         return False, f"expected a positive number of queries, got {n}"
     rng = np.random.default_rng(73)

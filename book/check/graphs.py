@@ -5,7 +5,7 @@ import math
 
 import torch
 
-from book.check.core import Case, _g, close, run_cases
+from book.check.core import Case, _g, _number, close, run_cases
 
 __all__ = ["sym_normalise", "incoming_softmax", "sbm_homophily", "neutral_homophily"]
 
@@ -52,10 +52,9 @@ def incoming_softmax(fn) -> None:
 
 
 def _homophily_ok(got, expected):
-    try:
-        h = float(got)
-    except (TypeError, ValueError):
-        return False, f"expected a number, got {type(got).__name__}"
+    h, why = _number(got)
+    if h is None:
+        return False, why
     ok = math.isclose(h, expected, rel_tol=1e-6, abs_tol=1e-9)
     return ok, "" if ok else f"expected homophily {expected:.6f}, got {h:.6f}"
 
@@ -78,10 +77,9 @@ def sbm_homophily(fn) -> None:
 
 def _neutral_ok(got, expected):
     k, d = expected
-    try:
-        h = float(got)
-    except (TypeError, ValueError):
-        return False, f"expected a number, got {type(got).__name__}"
+    h, why = _number(got)
+    if h is None:
+        return False, why
     own = (1 + d * h) / (d + 1)                  # expected weight on the node's own class in the mean
     other = d * (1 - h) / ((k - 1) * (d + 1))    # ... and on each other class
     if not math.isclose(own, other, rel_tol=1e-6, abs_tol=1e-9):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from book.check.core import Case, _g, run_cases
+from book.check.core import Case, _g, _number, run_cases
 from book.nn import losses as L
 
 __all__ = ["bce_from_logits", "logsumexp", "d_sigmoid", "cross_entropy", "gaussian_nll_dsigma",
@@ -82,10 +82,9 @@ def gaussian_nll_dsigma(fn) -> None:
 
 
 def _close_float(got, expected) -> tuple[bool, str]:
-    try:
-        value = float(got)
-    except (TypeError, ValueError):
-        return False, f"expected a number, got {type(got).__name__}"
+    value, why = _number(got)
+    if value is None:
+        return False, why
     ok = abs(value - expected) <= 1e-6 + 1e-6 * abs(expected)
     return ok, "" if ok else f"off by {abs(value - expected):.3g}"
 

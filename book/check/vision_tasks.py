@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from book.check.core import Case, _g, run_cases
+from book.check.core import Case, _g, _number, run_cases
 
 __all__ = ['pair_iou', 'scaled_box_iou', 'max_shift_for_iou', 'greedy_nms']
 
@@ -91,9 +91,8 @@ def greedy_nms(fn) -> None:
 
 
 def _num(got, expected: float, tol: float) -> tuple[bool, str]:
-    try:
-        g = float(got)
-    except (TypeError, ValueError):
-        return False, f"expected a number, got {type(got).__name__}"
+    g, why = _number(got)
+    if g is None:
+        return False, why
     ok = abs(g - expected) <= tol * max(1.0, abs(expected))
     return ok, "" if ok else f"off by {abs(g - expected):.3g}"

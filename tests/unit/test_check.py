@@ -111,3 +111,18 @@ def test_every_check_module_is_registered_one_way():
         mod = __import__(f"book.check.{name}", fromlist=["__all__"])
         assert set(mod.__all__) == public, f"book.check.{name}: __all__ and its public functions differ"
         assert all(getattr(bc, f) is getattr(mod, f) for f in mod.__all__)
+
+
+def test_single_number_comparators_refuse_what_is_not_one_number():
+    """Every comparator of a single number starts with ``core._number``: an answer that is not one number
+    fails with the same message, and one that is passes or fails on its value."""
+    from book.check import core, few_shot, graphs, losses_activations, vision_tasks
+    comparators = [(core._rel, (2.0,), 2.0), (losses_activations._close_float, (2.0,), 2.0),
+                   (vision_tasks._num, (2.0, 1e-6), 2.0), (few_shot._coverage_ok, ((0.9, 0.05),), 139),
+                   (graphs._homophily_ok, (0.5,), 0.5), (graphs._neutral_ok, ((2, 3),), 1 / 3)]
+    for compare, args, right in comparators:
+        for wrong in ("half", None, [1.0, 2.0], torch.zeros(2)):
+            ok, why = compare(wrong, *args)
+            assert not ok and why.startswith("expected a number, got "), (compare.__name__, wrong, why)
+        assert compare(torch.tensor(right), *args) == (True, ""), compare.__name__
+        assert not compare(2 * right, *args)[0], compare.__name__
