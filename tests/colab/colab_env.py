@@ -165,7 +165,7 @@ probe = nbformat.v4.new_code_cell(metadata={"tags": ["colab-probe"]}, source=
     "'torch': torch.__version__, 'ipython': IPython.__version__, 'ipywidgets': ipywidgets.__version__}))")
 nb.cells.append(probe)
 try:
-    # "immediate": the outputs are all in; a graceful shutdown only waits (~0.7 s a chapter)
+    # "immediate": the outputs are all in; a graceful shutdown lets the kernel tear its interpreter down (~1.3 CPU s)
     NotebookClient(nb, timeout=600, kernel_name="python3", shutdown_kernel="immediate",
                    resources={"metadata": {"path": str(__import__('pathlib').Path(path).parent)}}).execute()
 finally:
