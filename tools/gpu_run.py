@@ -34,6 +34,8 @@ def run_chapter(path: Path, dry: bool, timeout: int) -> dict:
     """Execute one chapter cell by cell in a fresh kernel; return its row of the table."""
     import nbformat
     from nbclient import NotebookClient
+    from prefill_cache import kernel_config
+    from traitlets.config import Config
 
     env = {"BOOK_STRICT": "1", "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
     if dry:
@@ -43,7 +45,7 @@ def run_chapter(path: Path, dry: bool, timeout: int) -> dict:
     os.environ.update(env)  # the kernel inherits them (one chapter per process: see main)
     nb = nbformat.read(path, as_version=4)
     nb.cells.append(nbformat.v4.new_code_cell(PROBE))
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", config=Config(kernel_config()),
                             resources={"metadata": {"path": str(path.parent)}})
     row = {"chapter": path.stem, "ok": True, "error": "", "cells": []}
     t0 = time.perf_counter()

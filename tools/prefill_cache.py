@@ -47,6 +47,29 @@ def book_fingerprint(root: Path = ROOT) -> str:
     return h.hexdigest()
 
 
+def kernel_config() -> dict:
+    """``config=`` for one ``NotebookClient`` of ours: a kernel that listens on Unix sockets, not TCP ports.
+
+    Over TCP, jupyter_client picks free ports, closes them, writes them into the connection file, and the
+    kernel binds them about a second later. With two executions at once another connection can take one of
+    those ports in between, and the kernel dies before it starts ("ZMQError: Address already in use ...
+    Kernel died before replying to kernel_info"; jupyter/jupyter_client#154, open since 2016). CI failed on
+    exactly that once. An ipc socket is a file: a fresh absolute prefix per call leaves nothing to race for.
+    (Absolute, because jupyter_client's default prefix, "kernel-ipc", is relative: it resolves in the client's
+    folder on one side and in the kernel's on the other, which hangs any notebook run in its own folder.)
+    Call it once per client. TCP stays where ipc cannot work: not POSIX, or a temporary folder so deep that
+    the socket's path would pass the 107-byte limit of a Unix socket address.
+    A plain dict, so that it also crosses into another Python as JSON (``traitlets.config.Config(it)``).
+    """
+    import tempfile
+    import uuid
+
+    prefix = os.path.join(tempfile.gettempdir(), f"kernel-{uuid.uuid4()}-ipc")   # the kernel adds -1 ... -5
+    if os.name != "posix" or len(os.fsencode(prefix)) + len("-5") > 107:
+        return {"KernelManager": {"transport": "tcp"}}
+    return {"KernelManager": {"transport": "ipc", "ip": prefix}}
+
+
 def reusable(path: Path, executed_dir: Path, fingerprint: str):
     """``(notebook, why)``: the chapter as executed elsewhere, ready for the cache, or None and the reason."""
     done = executed_dir / path.name
@@ -73,9 +96,11 @@ def reusable(path: Path, executed_dir: Path, fingerprint: str):
 
 def execute(path, timeout):
     """Run one notebook in its own folder (as the build does); returns it executed, or the error."""
+    from traitlets.config import Config
+
     nb = nbformat.read(path, as_version=4)
     result = single_nb_execution(nb, cwd=str(path.parent), timeout=timeout, allow_errors=False,
-                                 meta_override=True)
+                                 meta_override=True, config=Config(kernel_config()))
     return path, result.nb if result.err is None else None, result.time, result.exc_string
 
 

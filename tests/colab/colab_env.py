@@ -157,7 +157,8 @@ def overlay(base: Path, where: Path) -> Path:
 RUNNER = r"""
 import json, sys, nbformat
 from nbclient import NotebookClient
-path, out = sys.argv[1], sys.argv[2]
+from traitlets.config import Config
+path, out, kernel_config = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 nb = nbformat.read(path, as_version=4)
 probe = nbformat.v4.new_code_cell(metadata={"tags": ["colab-probe"]}, source=
     "import json, sys, book, torch, IPython, ipywidgets\n"
@@ -166,7 +167,7 @@ probe = nbformat.v4.new_code_cell(metadata={"tags": ["colab-probe"]}, source=
 nb.cells.append(probe)
 try:
     # "immediate": the outputs are all in; a graceful shutdown lets the kernel tear its interpreter down (~1.3 CPU s)
-    NotebookClient(nb, timeout=600, kernel_name="python3", shutdown_kernel="immediate",
+    NotebookClient(nb, timeout=600, kernel_name="python3", shutdown_kernel="immediate", config=Config(kernel_config),
                    resources={"metadata": {"path": str(__import__('pathlib').Path(path).parent)}}).execute()
 finally:
     nbformat.write(nb, out)
@@ -204,12 +205,13 @@ def run_chapter(chapter: str, work: Path, base: Path | None = None, wheel: Path 
         raise RuntimeError("the overlay already has the book: the install cell would not be tested")
     executed = WORK / "executed" / f"{chapter}.ipynb"
     executed.parent.mkdir(parents=True, exist_ok=True)
-    probe = json.loads(sh([py, "-c", RUNNER, content / f"{chapter}.ipynb", executed],
+    sys.path.insert(0, str(ROOT / "tools"))
+    # one definition each, shared with the build (tools/ is not a package)
+    from prefill_cache import book_fingerprint, kernel_config
+    probe = json.loads(sh([py, "-c", RUNNER, content / f"{chapter}.ipynb", executed, json.dumps(kernel_config())],
                           env=env, cwd=content).stdout.strip().splitlines()[-1])
     # the build may reuse this run (tools/prefill_cache.py --executed) if book/ is still the same
     nb = json.loads(executed.read_text(encoding="utf-8"))
-    sys.path.insert(0, str(ROOT / "tools"))
-    from prefill_cache import book_fingerprint  # one definition, shared with the build (not a stdlib module)
     nb["metadata"]["book_fingerprint"] = book_fingerprint()
     executed.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return {"probe": probe, "before": before, "after": installed(py), "venv": str(py.parent.parent)}

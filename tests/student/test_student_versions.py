@@ -11,15 +11,19 @@ Figures are built but not rendered to PNG (Matplotlib's Agg backend) and players
 last frame: the pictures are the full run's, checked on the built site (`make site`).
 """
 import os
+import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
+from traitlets.config import Config
 
 from book.teach import find_exercises_student, make_student
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tools"))
+from prefill_cache import kernel_config  # noqa: E402  (kernels on Unix sockets: no port race)
 CHAPTERS = sorted((ROOT / "chapters").glob("*.ipynb"))
 
 
@@ -34,7 +38,7 @@ def test_student_version_fails_exactly_at_its_checks(path, tmp_path, monkeypatch
     assert len(checks) >= 4, "a chapter needs at least four self-checked exercises"
     # "immediate": every output is in by then; a graceful shutdown tears the interpreter down (~1.3 CPU s)
     NotebookClient(student, timeout=600, allow_errors=True, kernel_name="python3", shutdown_kernel="immediate",
-                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+                   config=Config(kernel_config()), resources={"metadata": {"path": str(tmp_path)}}).execute()
     failed = {i for i, c in enumerate(student.cells) if c.cell_type == "code"
               and any(o.get("output_type") == "error" for o in c.outputs)}
     details = {i: [o.get("ename") for o in student.cells[i].outputs if o.get("output_type") == "error"]

@@ -133,6 +133,51 @@ def test_prefill_cache_runs_exactly_the_books_notebooks():
     assert [p.name for p in toc_notebooks()] and sorted(toc_notebooks()) == CHAPTERS
 
 
+def test_our_kernels_listen_on_unix_sockets_where_a_tcp_port_could_be_taken(tmp_path, monkeypatch):
+    """Over TCP a kernel binds ports that jupyter_client chose and released earlier; if anything takes one in
+    between, the kernel dies before it starts (CI failed on that once, with two executions at once). Every
+    NotebookClient of ours takes `kernel_config()`: the kernel then listens on Unix sockets (ipc)."""
+    import socket
+    import tempfile
+
+    import nbformat
+    from jupyter_client import KernelManager
+    from nbclient import NotebookClient
+    from prefill_cache import kernel_config
+    from traitlets.config import Config
+
+    # the failure, made certain: a TCP port taken after it was chosen, before the kernel binds it
+    km = KernelManager(kernel_name="python3", connection_file=str(tmp_path / "tcp.json"), cache_ports=False)
+    km.write_connection_file()
+    with socket.socket() as taken:
+        taken.bind((km.ip, km.shell_port))
+        taken.listen()
+        km.start_kernel()
+        kc = km.client()
+        kc.start_channels()
+        try:
+            with pytest.raises(RuntimeError, match="died"):
+                kc.wait_for_ready(timeout=60)
+        finally:
+            kc.stop_channels()
+            km.shutdown_kernel(now=True)
+
+    config = kernel_config()
+    assert config["KernelManager"]["transport"] == "ipc" and config != kernel_config(), "one fresh prefix per call"
+    # the kernel in another folder than its client (as every chapter runs): the sockets' path must be absolute
+    (tmp_path / "elsewhere").mkdir()
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "import json, ipykernel; print(json.loads(ipykernel.get_connection_info())['transport'])")])
+    NotebookClient(nb, timeout=60, kernel_name="python3", shutdown_kernel="immediate", config=Config(config),
+                   resources={"metadata": {"path": str(tmp_path / "elsewhere")}}).execute()
+    assert nb.cells[0].outputs[0]["text"].strip() == "ipc"
+    assert not list(Path(config["KernelManager"]["ip"]).parent.glob(Path(config["KernelManager"]["ip"]).name + "*")), \
+        "the kernel's socket files are removed with it"
+    # a socket address holds at most 107 bytes: a deeper temporary folder keeps TCP rather than fail
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / ("d" * 80)))
+    assert kernel_config()["KernelManager"]["transport"] == "tcp"
+
+
 # Imports a chapter may make without the package declaring them: each is guarded in the chapter.
 OPTIONAL_IMPORTS = {
     "jax": "tools: the JAX comparison runs only where JAX is installed (Colab has it)",
