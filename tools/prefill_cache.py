@@ -14,6 +14,9 @@ cells, same kernel) is skipped, exactly as the build would skip it.
 without an error, against the same ``book/`` sources (a fingerprint written into the notebook) -- is cached
 from that run instead of being executed again, so CI executes each chapter once for the site and the Colab
 check together. Its install cell's output (pip's) is dropped: on the site that cell shows nothing.
+
+``kernel_config()`` lives here because the build is where notebooks are executed: every ``NotebookClient``
+of the tests and tools takes it (kernels on Unix sockets; its docstring says why).
 """
 import argparse
 import hashlib

@@ -205,9 +205,9 @@ def run_chapter(chapter: str, work: Path, base: Path | None = None, wheel: Path 
         raise RuntimeError("the overlay already has the book: the install cell would not be tested")
     executed = WORK / "executed" / f"{chapter}.ipynb"
     executed.parent.mkdir(parents=True, exist_ok=True)
-    sys.path.insert(0, str(ROOT / "tools"))
-    # one definition each, shared with the build (tools/ is not a package)
-    from prefill_cache import book_fingerprint, kernel_config
+    if str(ROOT / "tools") not in sys.path:      # tools/ is not a package
+        sys.path.insert(0, str(ROOT / "tools"))
+    from prefill_cache import book_fingerprint, kernel_config  # one definition each, shared with the build
     probe = json.loads(sh([py, "-c", RUNNER, content / f"{chapter}.ipynb", executed, json.dumps(kernel_config())],
                           env=env, cwd=content).stdout.strip().splitlines()[-1])
     # the build may reuse this run (tools/prefill_cache.py --executed) if book/ is still the same
