@@ -34,7 +34,7 @@ def run_chapter(path: Path, dry: bool, timeout: int) -> dict:
     """Execute one chapter cell by cell in a fresh kernel; return its row of the table."""
     import nbformat
     from nbclient import NotebookClient
-    from prefill_cache import kernel_config
+    from kernels import kernel_config
     from traitlets.config import Config
 
     env = {"BOOK_STRICT": "1", "MPLBACKEND": "module://matplotlib_inline.backend_inline"}

@@ -15,8 +15,7 @@ without an error, against the same ``book/`` sources (a fingerprint written into
 from that run instead of being executed again, so CI executes each chapter once for the site and the Colab
 check together. Its install cell's output (pip's) is dropped: on the site that cell shows nothing.
 
-``kernel_config()`` lives here because the build is where notebooks are executed: every ``NotebookClient``
-of the tests and tools takes it (kernels on Unix sockets; its docstring says why).
+Kernels are started with ``kernels.kernel_config()`` (Unix sockets, not TCP ports: see there).
 """
 import argparse
 import hashlib
@@ -31,6 +30,7 @@ import yaml
 from jupyter_cache import get_cache
 from jupyter_cache.base import CacheBundleIn
 from jupyter_cache.executors.utils import single_nb_execution
+from kernels import kernel_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,29 +48,6 @@ def book_fingerprint(root: Path = ROOT) -> str:
     for p in sorted((root / "book").rglob("*.py")):
         h.update(p.relative_to(root).as_posix().encode() + b"\0" + p.read_bytes() + b"\0")
     return h.hexdigest()
-
-
-def kernel_config() -> dict:
-    """``config=`` for one ``NotebookClient`` of ours: a kernel that listens on Unix sockets, not TCP ports.
-
-    Over TCP, jupyter_client picks free ports, closes them, writes them into the connection file, and the
-    kernel binds them about a second later. With two executions at once another connection can take one of
-    those ports in between, and the kernel dies before it starts ("ZMQError: Address already in use ...
-    Kernel died before replying to kernel_info"; jupyter/jupyter_client#154, open since 2016). CI failed on
-    exactly that once. An ipc socket is a file: a fresh absolute prefix per call leaves nothing to race for.
-    (Absolute, because jupyter_client's default prefix, "kernel-ipc", is relative: it resolves in the client's
-    folder on one side and in the kernel's on the other, which hangs any notebook run in its own folder.)
-    Call it once per client. TCP stays where ipc cannot work: not POSIX, or a temporary folder so deep that
-    the socket's path would pass the 107-byte limit of a Unix socket address.
-    A plain dict, so that it also crosses into another Python as JSON (``traitlets.config.Config(it)``).
-    """
-    import tempfile
-    import uuid
-
-    prefix = os.path.join(tempfile.gettempdir(), f"kernel-{uuid.uuid4()}-ipc")   # the kernel adds -1 ... -5
-    if os.name != "posix" or len(os.fsencode(prefix)) + len("-5") > 107:
-        return {"KernelManager": {"transport": "tcp"}}
-    return {"KernelManager": {"transport": "ipc", "ip": prefix}}
 
 
 def reusable(path: Path, executed_dir: Path, fingerprint: str):

@@ -207,7 +207,8 @@ def run_chapter(chapter: str, work: Path, base: Path | None = None, wheel: Path 
     executed.parent.mkdir(parents=True, exist_ok=True)
     if str(ROOT / "tools") not in sys.path:      # tools/ is not a package
         sys.path.insert(0, str(ROOT / "tools"))
-    from prefill_cache import book_fingerprint, kernel_config  # one definition each, shared with the build
+    from kernels import kernel_config
+    from prefill_cache import book_fingerprint  # one definition, shared with the build
     probe = json.loads(sh([py, "-c", RUNNER, content / f"{chapter}.ipynb", executed, json.dumps(kernel_config())],
                           env=env, cwd=content).stdout.strip().splitlines()[-1])
     # the build may reuse this run (tools/prefill_cache.py --executed) if book/ is still the same

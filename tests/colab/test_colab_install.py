@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import colab_env as ce  # noqa: E402
 
 sys.path.insert(0, str(ce.ROOT / "tools"))
-from prefill_cache import kernel_config  # noqa: E402  (kernels on Unix sockets: no port race)
+from kernels import kernel_config  # noqa: E402  (kernels on Unix sockets: no port race)
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX venv layout")
 CHAPTERS = sorted(p.stem for p in (ce.ROOT / "chapters").glob("*.ipynb"))

@@ -23,7 +23,7 @@ from book.teach import find_exercises_student, make_student
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tools"))
-from prefill_cache import kernel_config  # noqa: E402  (kernels on Unix sockets: no port race)
+from kernels import kernel_config  # noqa: E402  (kernels on Unix sockets: no port race)
 CHAPTERS = sorted((ROOT / "chapters").glob("*.ipynb"))
 
 

@@ -143,15 +143,16 @@ def test_our_kernels_listen_on_unix_sockets_where_a_tcp_port_could_be_taken(tmp_
     import nbformat
     from jupyter_client import KernelManager
     from nbclient import NotebookClient
-    from prefill_cache import kernel_config
+    from kernels import kernel_config
     from traitlets.config import Config
 
-    # the failure, made certain: a TCP port taken after it was chosen, before the kernel binds it
-    km = KernelManager(kernel_name="python3", connection_file=str(tmp_path / "tcp.json"), cache_ports=False)
-    km.write_connection_file()
+    # the failure, made certain: the kernel is told to bind a TCP port that something else holds (as when a
+    # port is taken between jupyter_client choosing it and the kernel binding it)
     with socket.socket() as taken:
-        taken.bind((km.ip, km.shell_port))
+        taken.bind(("127.0.0.1", 0))
         taken.listen()
+        km = KernelManager(kernel_name="python3", connection_file=str(tmp_path / "tcp.json"), cache_ports=False,
+                           transport="tcp", ip="127.0.0.1", shell_port=taken.getsockname()[1])
         km.start_kernel()
         kc = km.client()
         kc.start_channels()
@@ -163,7 +164,8 @@ def test_our_kernels_listen_on_unix_sockets_where_a_tcp_port_could_be_taken(tmp_
             km.shutdown_kernel(now=True)
 
     config = kernel_config()
-    assert config["KernelManager"]["transport"] == "ipc" and config != kernel_config(), "one fresh prefix per call"
+    assert config["KernelManager"]["transport"] == "ipc", f"TCP chosen: is {tempfile.gettempdir()} too deep?"
+    assert config != kernel_config(), "one fresh prefix per call"
     # the kernel in another folder than its client (as every chapter runs): the sockets' path must be absolute
     (tmp_path / "elsewhere").mkdir()
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
@@ -173,7 +175,7 @@ def test_our_kernels_listen_on_unix_sockets_where_a_tcp_port_could_be_taken(tmp_
     assert nb.cells[0].outputs[0]["text"].strip() == "ipc"
     assert not list(Path(config["KernelManager"]["ip"]).parent.glob(Path(config["KernelManager"]["ip"]).name + "*")), \
         "the kernel's socket files are removed with it"
-    # a socket address holds at most 107 bytes: a deeper temporary folder keeps TCP rather than fail
+    # a socket address holds 103 bytes (macOS) or 107 (Linux): a deeper temporary folder keeps TCP rather than fail
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / ("d" * 80)))
     assert kernel_config()["KernelManager"]["transport"] == "tcp"
 
