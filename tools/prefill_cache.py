@@ -31,6 +31,7 @@ from jupyter_cache import get_cache
 from jupyter_cache.base import CacheBundleIn
 from jupyter_cache.executors.utils import single_nb_execution
 from kernels import kernel_config
+from traitlets.config import Config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -76,8 +77,6 @@ def reusable(path: Path, executed_dir: Path, fingerprint: str):
 
 def execute(path, timeout):
     """Run one notebook in its own folder (as the build does); returns it executed, or the error."""
-    from traitlets.config import Config
-
     nb = nbformat.read(path, as_version=4)
     result = single_nb_execution(nb, cwd=str(path.parent), timeout=timeout, allow_errors=False,
                                  meta_override=True, config=Config(kernel_config()))

@@ -34,6 +34,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "tools"))          # tools/ is not a package
+from kernels import kernel_config  # noqa: E402  (kernels on Unix sockets: no port race; stdlib only)
 
 HERE = Path(__file__).resolve().parent
 SNAPSHOT = sorted(HERE.glob("colab-runtime-*.txt"))[-1]
@@ -205,10 +207,7 @@ def run_chapter(chapter: str, work: Path, base: Path | None = None, wheel: Path 
         raise RuntimeError("the overlay already has the book: the install cell would not be tested")
     executed = WORK / "executed" / f"{chapter}.ipynb"
     executed.parent.mkdir(parents=True, exist_ok=True)
-    if str(ROOT / "tools") not in sys.path:      # tools/ is not a package
-        sys.path.insert(0, str(ROOT / "tools"))
-    from kernels import kernel_config
-    from prefill_cache import book_fingerprint  # one definition, shared with the build
+    from prefill_cache import book_fingerprint  # one definition, shared with the build (imports jupyter_cache)
     probe = json.loads(sh([py, "-c", RUNNER, content / f"{chapter}.ipynb", executed, json.dumps(kernel_config())],
                           env=env, cwd=content).stdout.strip().splitlines()[-1])
     # the build may reuse this run (tools/prefill_cache.py --executed) if book/ is still the same

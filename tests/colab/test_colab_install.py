@@ -25,9 +25,6 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import colab_env as ce  # noqa: E402
 
-sys.path.insert(0, str(ce.ROOT / "tools"))
-from kernels import kernel_config  # noqa: E402  (kernels on Unix sockets: no port race)
-
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX venv layout")
 CHAPTERS = sorted(p.stem for p in (ce.ROOT / "chapters").glob("*.ipynb"))
 BOOK = "neurons-to-llms-book"
@@ -101,7 +98,7 @@ def _run_cell(py, nb_path, spec):
             "nb = nbformat.read(sys.argv[1], as_version=4)\n"
             "NotebookClient(nb, timeout=300, kernel_name='python3', shutdown_kernel='immediate',\n"
             "               config=Config(json.loads(sys.argv[2]))).execute()")
-    return subprocess.run([str(py), "-c", code, str(nb_path), json.dumps(kernel_config())], env=env,
+    return subprocess.run([str(py), "-c", code, str(nb_path), json.dumps(ce.kernel_config())], env=env,
                           cwd=nb_path.parent, text=True, capture_output=True)
 
 
